@@ -1,0 +1,1 @@
+"""Where things are kept: the metadata store (SQL) and the artifact store (bytes over fsspec)."""

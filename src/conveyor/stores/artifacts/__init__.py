@@ -1,0 +1,1 @@
+"""The artifact store: bytes over fsspec under one content-addressing layer."""

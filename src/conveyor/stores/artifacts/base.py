@@ -1,0 +1,48 @@
+"""The byte-level seam every artifact backend implements.
+
+A backend only moves bytes under string keys. Hashing, dedupe and
+verification live once, above it, in `ContentAddressedStore`. Every put is
+atomic: a reader sees the whole object or nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["ByteStore"]
+
+
+class ByteStore(ABC):
+    """Bytes under keys such as ``"cas/ab/abcdef…"``; keys never come from users."""
+
+    uri: str
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` atomically (temporary name, then commit)."""
+
+    @abstractmethod
+    def put_file(self, key: str, local_path: Path) -> None:
+        """Store a local file under ``key`` atomically, streaming it."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """The bytes under ``key``; `NotFoundError` if there are none."""
+
+    @abstractmethod
+    def get_file(self, key: str, local_path: Path) -> None:
+        """Stream the bytes under ``key`` to a local file."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds an object."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+
+    @abstractmethod
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every committed key under ``prefix`` (never a temporary one)."""

@@ -1,0 +1,1 @@
+"""The metadata store: experiments, runs, params, metrics, tags, artifacts and lineage."""

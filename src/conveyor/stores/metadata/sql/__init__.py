@@ -1,0 +1,1 @@
+"""One SQLAlchemy implementation of the metadata store for SQLite and PostgreSQL."""

@@ -1,0 +1,147 @@
+"""The tables of the metadata store, shared by SQLite and PostgreSQL.
+
+The Alembic tree in ``migrations/`` creates exactly these; a test compares them.
+Times are epoch milliseconds. A metric value of SQL ``NULL`` means NaN, since
+SQLite cannot store NaN.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "artifacts",
+    "experiments",
+    "latest_metrics",
+    "lineage",
+    "metadata",
+    "metrics",
+    "params",
+    "runs",
+    "tags",
+]
+
+# A 64-bit surrogate key that is still SQLite's fast rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _run_fk() -> ForeignKey:
+    return ForeignKey("runs.id", ondelete="CASCADE")
+
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger),
+    Column("parent_run_id", String(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("heartbeat_at", BigInteger),
+    Column("git_sha", String(64)),
+    Column("diff_hash", String(64)),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+    Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),
+    Index("ix_runs_parent", "parent_run_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), _run_fk(), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", String(32), _run_fk(), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), _run_fk(), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+# The latest point of each metric of each run, kept in step with `metrics` in
+# the same transaction, so that searching and ordering by a metric is one join.
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(32), _run_fk(), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("run_id", String(32), _run_fk(), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "path"),
+    Index("ix_artifacts_sha256", "sha256"),
+)
+
+lineage = Table(
+    "lineage",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), _run_fk(), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("name", String(256), nullable=False),
+    UniqueConstraint("run_id", "sha256", "direction", "name"),
+    Index("ix_lineage_sha256", "sha256"),
+)
