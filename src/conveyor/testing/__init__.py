@@ -1,0 +1,1 @@
+"""Helpers and contract suites for testing conveyor backends and users' ML code."""
