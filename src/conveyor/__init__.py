@@ -1,3 +1,149 @@
-"""conveyor: MLOps level 2 in one package."""
+"""conveyor: MLOps level 2 in one package.
+
+The public API is imported lazily, so ``import conveyor`` (and ``conveyor --help``)
+stays fast; ``conveyor.start_run`` and friends load the stores on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # tracking (MLflow-compatible names)
+    "start_run": "conveyor.fluent",
+    "end_run": "conveyor.fluent",
+    "active_run": "conveyor.fluent",
+    "log_metric": "conveyor.fluent",
+    "log_metrics": "conveyor.fluent",
+    "log_param": "conveyor.fluent",
+    "log_params": "conveyor.fluent",
+    "set_tag": "conveyor.fluent",
+    "set_tags": "conveyor.fluent",
+    "log_artifact": "conveyor.fluent",
+    "log_input": "conveyor.fluent",
+    "flush": "conveyor.fluent",
+    "get_run": "conveyor.fluent",
+    "search_runs": "conveyor.fluent",
+    "list_artifacts": "conveyor.fluent",
+    "download_artifact": "conveyor.fluent",
+    "configure": "conveyor.fluent",
+    "get_tracker": "conveyor.fluent",
+    # nouns
+    "Run": "conveyor.core.entities",
+    "RunStatus": "conveyor.core.entities",
+    "Metric": "conveyor.core.entities",
+    "ArtifactRecord": "conveyor.core.entities",
+    "Experiment": "conveyor.core.entities",
+    "ActiveRun": "conveyor.tracking.tracker",
+    "Tracker": "conveyor.tracking.tracker",
+    "Settings": "conveyor.settings",
+    "load_settings": "conveyor.settings",
+    # errors
+    "ConveyorError": "conveyor.errors",
+    "ConfigError": "conveyor.errors",
+    "ValidationError": "conveyor.errors",
+    "FilterSyntaxError": "conveyor.errors",
+    "UnsafePathError": "conveyor.errors",
+    "NotFoundError": "conveyor.errors",
+    "StateError": "conveyor.errors",
+    "NoActiveRunError": "conveyor.errors",
+    "StoreError": "conveyor.errors",
+    "MigrationError": "conveyor.errors",
+    "ArtifactCorruptedError": "conveyor.errors",
+}
+
+__all__ = [
+    "ActiveRun",
+    "ArtifactCorruptedError",
+    "ArtifactRecord",
+    "ConfigError",
+    "ConveyorError",
+    "Experiment",
+    "FilterSyntaxError",
+    "Metric",
+    "MigrationError",
+    "NoActiveRunError",
+    "NotFoundError",
+    "Run",
+    "RunStatus",
+    "Settings",
+    "StateError",
+    "StoreError",
+    "Tracker",
+    "UnsafePathError",
+    "ValidationError",
+    "__version__",
+    "active_run",
+    "configure",
+    "download_artifact",
+    "end_run",
+    "flush",
+    "get_run",
+    "get_tracker",
+    "list_artifacts",
+    "load_settings",
+    "log_artifact",
+    "log_input",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "search_runs",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]
+
+if TYPE_CHECKING:
+    from conveyor.core.entities import ArtifactRecord, Experiment, Metric, Run, RunStatus
+    from conveyor.errors import (
+        ArtifactCorruptedError,
+        ConfigError,
+        ConveyorError,
+        FilterSyntaxError,
+        MigrationError,
+        NoActiveRunError,
+        NotFoundError,
+        StateError,
+        StoreError,
+        UnsafePathError,
+        ValidationError,
+    )
+    from conveyor.fluent import (
+        active_run,
+        configure,
+        download_artifact,
+        end_run,
+        flush,
+        get_run,
+        get_tracker,
+        list_artifacts,
+        log_artifact,
+        log_input,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        search_runs,
+        set_tag,
+        set_tags,
+        start_run,
+    )
+    from conveyor.settings import Settings, load_settings
+    from conveyor.tracking.tracker import ActiveRun, Tracker
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

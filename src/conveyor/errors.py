@@ -5,7 +5,7 @@ against the builtins (``except KeyError``, ``except ValueError``) keeps working.
 
     ConveyorError
     ├── ConfigError (ValueError)              a setting or URI is malformed or unsupported
-    ├── ValidationError (ValueError)          an argument breaks a rule; names the field and the rule
+    ├── ValidationError (ValueError)          an argument breaks a rule (names field and rule)
     │   ├── FilterSyntaxError                 a search filter does not parse; points at the token
     │   └── UnsafePathError                   an artifact path would leave its root
     ├── NotFoundError (KeyError)              a run, experiment or artifact does not exist

@@ -44,5 +44,9 @@ class ByteStore(ABC):
         """Remove ``key``; removing a missing key is not an error."""
 
     @abstractmethod
+    def stat(self, key: str) -> tuple[int, float | None]:
+        """The size in bytes and the modification time (epoch seconds, if known) of ``key``."""
+
+    @abstractmethod
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every committed key under ``prefix`` (never a temporary one)."""

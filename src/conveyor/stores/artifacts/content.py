@@ -13,6 +13,7 @@ import hashlib
 import mimetypes
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,6 +194,22 @@ class ContentAddressedStore:
             shard, _, sha256 = key[len(_PREFIX) :].partition("/")
             if _SHA256.fullmatch(sha256) and shard == sha256[:2]:
                 yield sha256
+
+    def unreferenced(self, keep: set[str], min_age_seconds: float) -> list[Digest]:
+        """Stored content that no record keeps and that is older than ``min_age_seconds``.
+
+        The age guard spares uploads in flight: their bytes are committed before the
+        record that points at them.
+        """
+        cutoff = time.time() - min_age_seconds
+        found = []
+        for sha256 in self.iter_digests():
+            if sha256 in keep:
+                continue
+            size, mtime = self.byte_store.stat(_key(sha256))
+            if mtime is None or mtime <= cutoff:
+                found.append(Digest(sha256, size))
+        return found
 
 
 def collect_upload(local: Path) -> list[tuple[Path, str]]:

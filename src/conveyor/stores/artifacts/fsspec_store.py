@@ -218,6 +218,13 @@ class FsspecByteStore(ByteStore):
         with _writing(key, self.uri), contextlib.suppress(FileNotFoundError):
             self._fs.rm_file(target)
 
+    def stat(self, key: str) -> tuple[int, float | None]:
+        """The size and modification time of ``key`` (local: mtime, S3: LastModified)."""
+        source = self._path(key)
+        with _reading(key, self.uri):
+            info = self._fs.info(source)
+        return int(info.get("size") or 0), _mtime(info)
+
     def list_keys(self, prefix: str = "") -> Iterator[str]:
         """Every committed key starting with ``prefix``, sorted; temporaries never appear.
 
@@ -237,3 +244,13 @@ class FsspecByteStore(ByteStore):
 def _copy_from(local_path: Path, handle: BinaryIO) -> None:
     with local_path.open("rb") as source:
         shutil.copyfileobj(source, handle, length=1024 * 1024)
+
+
+def _mtime(info: Mapping[str, Any]) -> float | None:
+    # Each fsspec filesystem names the time differently.
+    value = info.get("mtime", info.get("LastModified", info.get("created")))
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)

@@ -38,7 +38,7 @@ class NewRun:
     name: str
     start_time: int
     parent_run_id: str | None = None
-    source: SourceVersion = SourceVersion()
+    source: SourceVersion = field(default_factory=SourceVersion)
     tags: dict[str, str] = field(default_factory=dict)
 
 

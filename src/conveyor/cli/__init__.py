@@ -1,0 +1,1 @@
+"""The ``conveyor`` command: talks to people, reads settings, wires the stores."""

@@ -1,0 +1,70 @@
+"""The ``conveyor`` command's entry point and its command groups.
+
+Only typer and rich are imported to start; each command imports what it needs,
+so ``conveyor --help`` stays well under half a second.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from conveyor import __version__
+from conveyor.cli import artifacts, db, runs
+
+app = typer.Typer(
+    name="conveyor",
+    help=(
+        "MLOps level 2 in one package: track, train, register, serve and monitor models.\n\n"
+        "Settings come from CONVEYOR_* environment variables, then conveyor.yaml in the "
+        "project, then defaults (.conveyor/conveyor.db and .conveyor/artifacts/)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(runs.app, name="runs")
+app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(db.app, name="db")
+app.command("gc")(artifacts.gc)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"conveyor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """MLOps level 2 in one package."""
+
+
+def main() -> None:
+    """Run the CLI, turning conveyor's own errors into one clear line and exit code 1."""
+    from conveyor.errors import ConveyorError
+
+    try:
+        app(standalone_mode=False)
+    except ConveyorError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

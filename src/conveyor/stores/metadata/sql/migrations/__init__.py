@@ -1,0 +1,1 @@
+"""The one Alembic migration tree for every SQL backend."""

@@ -1,0 +1,1 @@
+"""Experiment tracking: runs, params, metrics, tags, artifacts and lineage over the stores."""
