@@ -47,24 +47,14 @@ def _root(
 
 
 def main() -> None:
-    """Run the CLI, turning conveyor's own errors into one clear line and exit code 1."""
+    """Run the CLI; conveyor's own errors become one clear line and exit code 1."""
     from conveyor.errors import ConveyorError
 
     try:
-        app(standalone_mode=False)
+        app()  # click turns usage errors into a message and exit code 2
     except ConveyorError as exc:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -61,10 +61,18 @@ def list_runs(
         None, "--experiment", "-e", help="Only these experiments."
     ),
     filter: str = typer.Option(
-        None, "--filter", "-f", help="e.g. \"metrics.auc > 0.8 and params.lr = '0.1'\"."
+        None,
+        "--filter",
+        "-f",
+        metavar="EXPR",
+        help="e.g. \"metrics.auc > 0.8 and params.lr = '0.1'\".",
     ),
-    order_by: list[str] = typer.Option(None, "--order-by", "-o", help='e.g. "metrics.auc DESC".'),
-    max_results: int = typer.Option(50, "--max", "-n", help="Show at most this many runs."),
+    order_by: list[str] = typer.Option(
+        None, "--order-by", "-o", metavar="KEY", help='e.g. "metrics.auc DESC" (repeatable).'
+    ),
+    max_results: int = typer.Option(
+        50, "--max", "-n", metavar="N", help="Show at most this many runs."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List runs, newest first, with their key metrics.
@@ -76,15 +84,21 @@ def list_runs(
     if as_json:
         context.print_json([run_dict(r) for r in found])
         return
+    from rich import box
     from rich.table import Table
 
-    metric_keys = sorted({k for r in found for k in r.metrics})[:6]
-    table = Table(title=f"{len(found)} run(s)", header_style="bold")
-    for col in ("id", "name", "status", "started (UTC)", "duration", *metric_keys):
-        table.add_column(col, no_wrap=col in ("id", "started (UTC)"))
+    metric_keys = sorted({k for r in found for k in r.metrics})[:3]
+    table = Table(title=f"{len(found)} run(s)", header_style="bold", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", overflow="fold", min_width=10)
+    for col in ("status", "started (UTC)", "took"):
+        table.add_column(col, no_wrap=True)
+    for key in metric_keys:
+        table.add_column(key, overflow="fold")
     for r in found:
         values = [_fmt(r.metrics.get(k)) for k in metric_keys]
-        table.add_row(r.id[:12], r.name, _status(r), _when(r.start_time), _duration(r), *values)
+        started = _when(r.start_time)[:16]
+        table.add_row(r.id[:8], r.name, _status(r), started, _duration(r), *values)
     context.console().print(table)
 
 

@@ -1,0 +1,52 @@
+"""Run the real ``conveyor`` command in a fresh project with a few tracked runs."""
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conveyor.stores.backends import open_artifact_store, open_metadata_store
+from conveyor.tracking.tracker import Tracker
+
+
+@dataclass
+class Project:
+    root: Path
+    run_ids: list[str]
+
+    def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+        env["COLUMNS"] = "160"
+        done = subprocess.run(
+            [sys.executable, "-m", "conveyor", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    state = tmp_path / ".conveyor"
+    tracker = Tracker(
+        open_metadata_store(f"sqlite:///{state / 'conveyor.db'}"),
+        open_artifact_store(str(state / "artifacts")),
+    )
+    (tmp_path / "report.txt").write_text("all good\n")
+    ids = []
+    for i, auc in enumerate((0.71, 0.93)):
+        with tracker.start_run("flights", name=f"run{i}", tags={"team": "ops"}) as run:
+            run.log_params({"lr": 0.1 * (i + 1), "depth": 6})
+            run.log_metrics({"auc": auc, "f1": 0.5 + i / 10}, step=1)
+            run.log_artifact(tmp_path / "report.txt", artifact_path="reports")
+        ids.append(run.id)
+    tracker.close()
+    return Project(tmp_path, ids)

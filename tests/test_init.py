@@ -1,0 +1,66 @@
+import subprocess
+import sys
+
+import conveyor
+
+
+def test_public_api_is_pinned():
+    assert conveyor.__all__ == [
+        "ActiveRun",
+        "ArtifactCorruptedError",
+        "ArtifactRecord",
+        "ConfigError",
+        "ConveyorError",
+        "Experiment",
+        "FilterSyntaxError",
+        "Metric",
+        "MigrationError",
+        "NoActiveRunError",
+        "NotFoundError",
+        "Run",
+        "RunStatus",
+        "Settings",
+        "StateError",
+        "StoreError",
+        "Tracker",
+        "UnsafePathError",
+        "ValidationError",
+        "__version__",
+        "active_run",
+        "configure",
+        "download_artifact",
+        "end_run",
+        "flush",
+        "get_run",
+        "get_tracker",
+        "list_artifacts",
+        "load_settings",
+        "log_artifact",
+        "log_input",
+        "log_metric",
+        "log_metrics",
+        "log_param",
+        "log_params",
+        "search_runs",
+        "set_tag",
+        "set_tags",
+        "start_run",
+    ]
+
+
+def test_every_name_resolves():
+    for name in conveyor.__all__:
+        assert getattr(conveyor, name) is not None
+
+
+def test_import_is_lazy():
+    code = "import sys, conveyor; print(sorted(m for m in ('sqlalchemy', 'pandas', 'fsspec') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unknown_attribute():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        conveyor.nope  # noqa: B018
