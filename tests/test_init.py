@@ -54,7 +54,10 @@ def test_every_name_resolves():
 
 
 def test_import_is_lazy():
-    code = "import sys, conveyor; print(sorted(m for m in ('sqlalchemy', 'pandas', 'fsspec') if m in sys.modules))"
+    code = (
+        "import sys, conveyor\n"
+        "print(sorted(m for m in ('sqlalchemy', 'pandas', 'fsspec') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -44,7 +44,7 @@ def _check(url: str, logged: dict[str, int]) -> None:
     counts = select(
         m.run_id, func.count(), func.count(func.distinct(m.key + ":" + func.cast(m.step, String)))
     )
-    with store._db.read() as conn:  # noqa: SLF001  (the test reads the raw rows)
+    with store._db.read() as conn:  # the test reads the raw rows
         rows = {r[0]: (r[1], r[2]) for r in conn.execute(counts.group_by(m.run_id))}
     assert set(rows) == set(logged)
     for run_id, expected in logged.items():
