@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,18 @@ class ArtifactStoreContract:
         cas.delete(digest.sha256)
         assert not cas.exists(digest.sha256)
         assert list(cas.iter_digests()) == []
+
+    def test_stat_gives_size_and_time(self, byte_store: ByteStore) -> None:
+        before = time.time() - 5
+        byte_store.put_bytes("cas/stat/x", b"12345")
+        size, mtime = byte_store.stat("cas/stat/x")
+        assert size == 5
+        assert mtime is None or mtime >= before
+        with pytest.raises(NotFoundError):
+            byte_store.stat("cas/stat/missing")
+
+    def test_cas_unreferenced_spares_kept_and_young(self, cas: ContentAddressedStore) -> None:
+        kept = cas.put_bytes(b"kept")
+        orphan = cas.put_bytes(b"orphan")
+        assert cas.unreferenced({kept.sha256}, min_age_seconds=3600) == []
+        assert cas.unreferenced({kept.sha256}, min_age_seconds=0) == [orphan]
