@@ -1,0 +1,57 @@
+"""The peer tools' virtual environment (MLflow), kept apart from conveyor's.
+
+    python bench/peers.py ensure   # create .venv-peers with mlflow if missing; print its python
+    python bench/peers.py python   # print the python path (no checks)
+
+``CONVEYOR_PEERS_PYTHON=/path/to/python`` uses an existing interpreter instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MLFLOW_VERSION = "3.17.2"
+REQUIREMENT = f"mlflow=={MLFLOW_VERSION}"
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv-peers"
+STAMP = VENV / f".installed-mlflow-{MLFLOW_VERSION}"
+OVERRIDE = "CONVEYOR_PEERS_PYTHON"
+
+
+def peers_python() -> Path:
+    """The interpreter that has the peer tools (``CONVEYOR_PEERS_PYTHON`` wins)."""
+    override = os.environ.get(OVERRIDE)
+    return Path(override) if override else VENV / "bin" / "python"
+
+
+def ensure() -> Path:
+    """Create the venv and install MLflow unless the stamp says it is done; return its python."""
+    python = peers_python()
+    if os.environ.get(OVERRIDE):
+        if not python.exists():
+            raise SystemExit(f"{OVERRIDE}={python} does not exist")
+        return python
+    if STAMP.exists() and python.exists():
+        return python
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, REQUIREMENT], check=True)
+    STAMP.touch()
+    return python
+
+
+def main(argv: list[str]) -> int:
+    commands = {"ensure": ensure, "python": peers_python}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(commands[argv[0]]())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
