@@ -6,7 +6,8 @@ def test_info(project):
     assert data["backend"] == "sqlite"
     assert data["revision"] == data["head"]
     assert data["rows"]["runs"] == 2
-    assert "rows: metrics" in project.cli("db", "info").stdout
+    assert data["rows"]["metric points"] == 4
+    assert "rows: metric points" in project.cli("db", "info").stdout
 
 
 def test_upgrade_is_idempotent(project):

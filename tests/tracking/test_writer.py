@@ -113,3 +113,17 @@ def test_idle_writer_does_not_spin(store):
     time.sleep(0.3)
     assert time.process_time() - cpu < 0.05  # the whole process: the writer thread included
     writer.close()
+
+
+def test_new_runs_are_written_before_what_refers_to_them(store):
+    from conveyor.stores.metadata.base import NewRun
+
+    exp = store.get_or_create_experiment("w")
+    writer = BatchWriter(store, interval=10)
+    run = NewRun(id="c" * 32, experiment_id=exp.id, name="late", start_time=1)
+    writer.create(run)
+    writer.add_metric((run.id, "m", 1.0, 0, 1))
+    writer.end(run.id, RunStatus.FINISHED, 2)
+    writer.flush()
+    got = store.get_run(run.id)
+    assert (got.status, got.metrics) == (RunStatus.FINISHED, {"m": 1.0})

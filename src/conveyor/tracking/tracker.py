@@ -9,7 +9,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from conveyor.core.entities import ArtifactRecord, LineageEdge, Run, RunStatus, SourceVersion
+from conveyor.core.entities import (
+    ArtifactRecord,
+    Experiment,
+    LineageEdge,
+    Run,
+    RunStatus,
+    SourceVersion,
+)
 from conveyor.core.paths import normalize_artifact_path, safe_join
 from conveyor.errors import StateError, ValidationError
 from conveyor.stores.artifacts.content import (
@@ -58,6 +65,8 @@ class Tracker:
         self.artifacts = artifacts
         self.grace_seconds = grace_seconds
         self.writer = BatchWriter(runs, heartbeat_seconds=heartbeat_seconds)
+        self._experiments: dict[str, Experiment] = {}
+        self._started: set[str] = set()
         if reap:
             self.reap()
 
@@ -71,8 +80,14 @@ class Tracker:
         source: SourceVersion | None = None,
         on_end: Callable[[ActiveRun], None] | None = None,
     ) -> ActiveRun:
-        """Create a ``RUNNING`` run (synchronously) and return a handle to log to it."""
-        exp = self.runs.get_or_create_experiment(experiment)
+        """Start a ``RUNNING`` run and return a handle to log to it.
+
+        The run is written with the first batch (at once on `flush`); the checks that
+        can fail (experiment name, tags, parent) happen here, before anything is buffered.
+        """
+        exp = self._experiment(experiment)
+        if parent_run_id is not None and parent_run_id not in self._started:
+            self.get_run(parent_run_id)  # NotFoundError now, not a failed batch later
         run_id = uuid.uuid4().hex
         clean_tags = {_key("tag", k): _text("tag", k, v) for k, v in (tags or {}).items()}
         new = NewRun(
@@ -84,9 +99,16 @@ class Tracker:
             source=source if source is not None else detect_source(Path.cwd()),
             tags=clean_tags,
         )
-        self.runs.create_run(new)
-        self.writer.track(run_id)
+        self.writer.create(new)
+        self._started.add(run_id)
         return ActiveRun(self, new, on_end)
+
+    def _experiment(self, name: str) -> Experiment:
+        # Experiments are never renamed or deleted, so a name resolves once per tracker.
+        found = self._experiments.get(name)
+        if found is None:
+            found = self._experiments[name] = self.runs.get_or_create_experiment(name)
+        return found
 
     def flush(self) -> None:
         """Make everything logged so far durable."""
@@ -98,7 +120,11 @@ class Tracker:
 
     # -- reading -----------------------------------------------------------
     def get_run(self, run_id: str) -> Run:
-        """A run with its params, latest metrics, tags and artifacts."""
+        """A run with its params, latest metrics, tags and artifacts.
+
+        Reads through the tracker see everything logged through it before (it flushes).
+        """
+        self.writer.flush()
         return self.runs.get_run(run_id)
 
     def search_runs(
@@ -121,6 +147,7 @@ class Tracker:
             offset: skip this many (paging).
             as_frame: return a DataFrame with ``metrics.*``, ``params.*``, ``tags.*`` columns.
         """
+        self.writer.flush()
         names = [experiment] if isinstance(experiment, str) else experiment
         ids = None if names is None else [self.runs.get_experiment(n).id for n in names]
         found = self.runs.search_runs(ids, filter, order_by, max_results, offset)
@@ -128,6 +155,7 @@ class Tracker:
 
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:
         """A run's artifacts under a run-relative path prefix."""
+        self.writer.flush()
         return self.runs.list_artifacts(run_id, normalize_artifact_path(prefix) if prefix else "")
 
     def download_artifact(self, run_id: str, path: str, dest: str | Path = ".") -> Path:
@@ -279,7 +307,8 @@ class ActiveRun:
                     _now_ms(),
                 )
             )
-        # The bytes are committed before any record points at them.
+        # The bytes are committed before any record points at them, and the run before both.
+        self._writer.flush()
         self._tracker.runs.add_artifacts(records)
         self._tracker.runs.add_lineage(
             LineageEdge(self._info.id, r.sha256, "output", r.path) for r in records
@@ -288,10 +317,12 @@ class ActiveRun:
 
     def log_input(self, sha256: str, name: str = "") -> None:
         """Record that this run consumed the artifact with this digest (lineage)."""
+        self._writer.flush()
         self._tracker.runs.add_lineage([LineageEdge(self._info.id, sha256, "input", name)])
 
     def log_inputs(self, inputs: Iterable[tuple[str, str]]) -> None:
         """Record several consumed artifacts as ``(sha256, name)`` pairs."""
+        self._writer.flush()
         self._tracker.runs.add_lineage(LineageEdge(self._info.id, s, "input", n) for s, n in inputs)
 
     # -- ending ------------------------------------------------------------

@@ -18,7 +18,7 @@ import weakref
 
 from conveyor.core.entities import RunStatus
 from conveyor.errors import StoreError
-from conveyor.stores.metadata.base import MetricRow, RunStore, WriteBatch
+from conveyor.stores.metadata.base import MetricRow, NewRun, RunStore, WriteBatch
 
 __all__ = ["BatchWriter", "flush_all"]
 
@@ -99,6 +99,14 @@ class BatchWriter:
             self._ensure_thread()
 
     # -- run lifecycle -------------------------------------------------------
+    def create(self, run: NewRun) -> None:
+        """Buffer a new run (inserted before anything else of its batch) and heartbeat it."""
+        with self._cond:
+            self._batch.runs.append(run)
+            self._queued += 1
+            self._alive[run.id] = None
+            self._ensure_thread()
+
     def track(self, run_id: str) -> None:
         """Start sending heartbeats for a run."""
         with self._cond:

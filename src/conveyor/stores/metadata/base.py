@@ -44,8 +44,12 @@ class NewRun:
 
 @dataclass(slots=True)
 class WriteBatch:
-    """Everything the writer gathered since its last commit, applied in one transaction."""
+    """Everything the writer gathered since its last commit, applied in one transaction.
 
+    New runs are inserted first, so the rest of the batch may refer to them.
+    """
+
+    runs: list[NewRun] = field(default_factory=list)
     metrics: list[MetricRow] = field(default_factory=list)
     params: list[tuple[str, str, str]] = field(default_factory=list)
     tags: list[tuple[str, str, str]] = field(default_factory=list)
@@ -54,7 +58,8 @@ class WriteBatch:
 
     def __len__(self) -> int:
         return (
-            len(self.metrics)
+            len(self.runs)
+            + len(self.metrics)
             + len(self.params)
             + len(self.tags)
             + len(self.ends)

@@ -25,7 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from conveyor.errors import ConfigError, StoreError
 
-__all__ = ["SqlEngines", "bulk_insert_metrics", "create_engines", "redact", "upsert"]
+__all__ = ["SqlEngines", "create_engines", "redact", "upsert"]
 
 BUSY_TIMEOUT_S = 60.0
 T = TypeVar("T")
@@ -199,24 +199,3 @@ def upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
     conn.execute(stmt, list(rows))
-
-
-def bulk_insert_metrics(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Append metric points ``(run_id, key, value, step, timestamp)`` as fast as the driver can."""
-    if not rows:
-        return
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    if conn.dialect.name == "sqlite":
-        raw.executemany(
-            "INSERT INTO metrics (run_id, key, value, step, timestamp) VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
-        return
-    with (
-        raw.cursor() as cur,
-        cur.copy("COPY metrics (run_id, key, value, step, timestamp) FROM STDIN") as copy,
-    ):
-        for run_id, key, value, step, ts in rows:
-            # NULL is NaN in every dialect, so NaN never satisfies a numeric filter.
-            copy.write_row((run_id, key, None if value != value else value, step, ts))

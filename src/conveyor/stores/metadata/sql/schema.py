@@ -1,8 +1,8 @@
 """The tables of the metadata store, shared by SQLite and PostgreSQL.
 
 The Alembic tree in ``migrations/`` creates exactly these; a test compares them.
-Times are epoch milliseconds. A metric value of SQL ``NULL`` means NaN, since
-SQLite cannot store NaN.
+Times are epoch milliseconds. A latest-metric value of SQL ``NULL`` means NaN,
+since SQLite cannot store NaN (and PostgreSQL's NaN sorts above every number).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -28,7 +29,7 @@ __all__ = [
     "latest_metrics",
     "lineage",
     "metadata",
-    "metrics",
+    "metric_chunks",
     "params",
     "runs",
     "tags",
@@ -95,16 +96,23 @@ tags = Table(
     PrimaryKeyConstraint("run_id", "key"),
 )
 
-metrics = Table(
-    "metrics",
+# The full history of every metric, stored as chunks: each committed batch adds,
+# per (run, key), one row holding its points as packed little-endian arrays
+# (int64 steps, float64 values, int64 timestamps). A million points cost a few
+# hundred rows to write instead of a million index entries (ADR 6).
+metric_chunks = Table(
+    "metric_chunks",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("run_id", String(32), _run_fk(), nullable=False),
     Column("key", String(250), nullable=False),
-    Column("value", Float),
-    Column("step", BigInteger, nullable=False),
-    Column("timestamp", BigInteger, nullable=False),
-    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+    Column("count", Integer, nullable=False),
+    Column("min_step", BigInteger, nullable=False),
+    Column("max_step", BigInteger, nullable=False),
+    Column("steps_blob", LargeBinary, nullable=False),
+    Column("values_blob", LargeBinary, nullable=False),
+    Column("timestamps_blob", LargeBinary, nullable=False),
+    Index("ix_metric_chunks_run_key", "run_id", "key"),
 )
 
 # The latest point of each metric of each run, kept in step with `metrics` in

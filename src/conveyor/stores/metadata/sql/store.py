@@ -22,15 +22,10 @@ from conveyor.core.entities import (
     SourceVersion,
 )
 from conveyor.errors import NotFoundError, ValidationError
-from conveyor.stores.metadata.base import MetricRow, NewRun, RunStore, WriteBatch
+from conveyor.stores.metadata.base import NewRun, RunStore, WriteBatch
 from conveyor.stores.metadata.sql import schema as t
-from conveyor.stores.metadata.sql.engine import (
-    SqlEngines,
-    bulk_insert_metrics,
-    create_engines,
-    redact,
-    upsert,
-)
+from conveyor.stores.metadata.sql.chunks import decode_history, encode_chunks, latest_of_chunks
+from conveyor.stores.metadata.sql.engine import SqlEngines, create_engines, redact, upsert
 from conveyor.stores.metadata.sql.migrate import HEAD, current_revision, ensure_schema
 from conveyor.stores.metadata.sql.search import build_search_query
 
@@ -103,25 +98,8 @@ class SqlMetadataStore(RunStore):
     def create_run(self, run: NewRun) -> None:
         """Insert a ``RUNNING`` run and its first tags in one transaction."""
         _check_name("run name", run.name, allow_empty=True)
-        row = {
-            "id": run.id,
-            "experiment_id": run.experiment_id,
-            "name": run.name,
-            "status": RunStatus.RUNNING.value,
-            "start_time": run.start_time,
-            "parent_run_id": run.parent_run_id,
-            "heartbeat_at": run.start_time,
-            "git_sha": run.source.git_sha,
-            "diff_hash": run.source.diff_hash,
-        }
-        tag_rows = [{"run_id": run.id, "key": k, "value": v} for k, v in run.tags.items()]
-
-        def insert(conn: Connection) -> None:
-            conn.execute(t.runs.insert(), row)
-            upsert(conn, t.tags, tag_rows, ["run_id", "key"], ["value"])
-
         try:
-            self._db.retrying(lambda: self._write(insert))
+            self._db.retrying(lambda: self._write(lambda conn: _insert_run(conn, run)))
         except IntegrityError as exc:
             raise ValidationError(
                 "run", f"cannot create run {run.id}: it exists, or its parent does not"
@@ -142,15 +120,15 @@ class SqlMetadataStore(RunStore):
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of ``key`` in ``run_id``, by step then timestamp."""
-        m = t.metrics.c
+        c = t.metric_chunks.c
         query = (
-            select(m.value, m.step, m.timestamp)
-            .where(m.run_id == run_id, m.key == key)
-            .order_by(m.step, m.timestamp, m.id)
+            select(c.steps_blob, c.values_blob, c.timestamps_blob)
+            .where(c.run_id == run_id, c.key == key)
+            .order_by(c.id)
         )
         with self._db.read() as conn:
-            rows = conn.execute(query).all()
-        return [Metric(key, _value(v), s, ts) for v, s, ts in rows]
+            chunks = [(bytes(s), bytes(v), bytes(ts)) for s, v, ts in conn.execute(query)]
+        return decode_history(key, chunks)
 
     def search_runs(
         self,
@@ -256,8 +234,8 @@ class SqlMetadataStore(RunStore):
 
     # -- housekeeping ------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """Backend, redacted URL, revision and row counts."""
-        tables = ("experiments", "runs", "params", "metrics", "tags", "artifacts", "lineage")
+        """Backend, redacted URL, revision and how many records of each kind are stored."""
+        tables = ("experiments", "runs", "params", "tags", "artifacts", "lineage")
         with self._db.read() as conn:
             counts = {
                 name: conn.execute(
@@ -265,6 +243,8 @@ class SqlMetadataStore(RunStore):
                 ).scalar_one()
                 for name in tables
             }
+            points = select(func.coalesce(func.sum(t.metric_chunks.c.count), 0))
+            counts["metric points"] = int(conn.execute(points).scalar_one())
             revision = current_revision(conn)
         return {
             "backend": self.dialect,
@@ -356,16 +336,32 @@ def _artifact(row: Any) -> ArtifactRecord:
     )
 
 
+def _insert_run(conn: Connection, run: NewRun) -> None:
+    row = {
+        "id": run.id,
+        "experiment_id": run.experiment_id,
+        "name": run.name,
+        "status": RunStatus.RUNNING.value,
+        "start_time": run.start_time,
+        "parent_run_id": run.parent_run_id,
+        "heartbeat_at": run.start_time,
+        "git_sha": run.source.git_sha,
+        "diff_hash": run.source.diff_hash,
+    }
+    conn.execute(t.runs.insert(), row)
+    tag_rows = [{"run_id": run.id, "key": k, "value": v} for k, v in run.tags.items()]
+    upsert(conn, t.tags, tag_rows, ["run_id", "key"], ["value"])
+
+
 def _apply(conn: Connection, batch: WriteBatch) -> None:
-    bulk_insert_metrics(conn, batch.metrics)
-    upsert(
-        conn,
-        t.latest_metrics,
-        _latest(batch.metrics),
-        ["run_id", "key"],
-        ["value", "step", "timestamp"],
-        where=_LATER,
-    )
+    for run in batch.runs:
+        _insert_run(conn, run)
+    chunks = encode_chunks(batch.metrics)
+    latest = latest_of_chunks(chunks)
+    if chunks:
+        conn.execute(t.metric_chunks.insert(), chunks)
+    cols = ["value", "step", "timestamp"]
+    upsert(conn, t.latest_metrics, latest, ["run_id", "key"], cols, where=_LATER)
     params = [{"run_id": r, "key": k, "value": v} for r, k, v in batch.params]
     upsert(conn, t.params, params, ["run_id", "key"])
     tags = [{"run_id": r, "key": k, "value": v} for r, k, v in batch.tags]
@@ -379,23 +375,3 @@ def _apply(conn: Connection, batch: WriteBatch) -> None:
         )
     for run_id, status, at in batch.ends:
         conn.execute(update(t.runs).where(r.id == run_id).values(status=status.value, end_time=at))
-
-
-def _latest(rows: list[MetricRow]) -> list[dict[str, Any]]:
-    """The latest point of each (run, metric) in a batch, as rows for the upsert."""
-    best: dict[tuple[str, str], MetricRow] = {}
-    for row in rows:
-        k = (row[0], row[1])
-        cur = best.get(k)
-        if cur is None or (row[3], row[4]) >= (cur[3], cur[4]):
-            best[k] = row
-    return [
-        {
-            "run_id": run_id,
-            "key": key,
-            "value": None if math.isnan(value) else value,
-            "step": step,
-            "timestamp": ts,
-        }
-        for run_id, key, value, step, ts in best.values()
-    ]
