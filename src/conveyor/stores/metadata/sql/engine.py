@@ -9,23 +9,25 @@ never block writers.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from conveyor.errors import ConfigError, StoreError
 
-__all__ = ["SqlEngines", "create_engines", "redact", "upsert"]
+__all__ = ["SqlEngines", "create_engines", "executemany", "redact", "upsert"]
 
 BUSY_TIMEOUT_S = 60.0
 T = TypeVar("T")
@@ -199,3 +201,30 @@ def upsert(
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=list(keys))
     conn.execute(stmt, list(rows))
+
+
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
+@lru_cache(maxsize=64)
+def _for_driver(sql: str, dialect: str) -> str:
+    # The SQL is written with :name parameters (sqlite3's named style); psycopg wants %(name)s.
+    if dialect == "sqlite":
+        return sql
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+def executemany(conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run one statement for many rows straight through the driver (no compile per call)."""
+    if not rows:
+        return
+    dbapi = conn.dialect.dbapi
+    assert dbapi is not None
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_for_driver(sql, conn.dialect.name), rows)
+    except dbapi.Error as exc:
+        # The same exception classes SQLAlchemy raises, so callers (and the busy retry) see them.
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()

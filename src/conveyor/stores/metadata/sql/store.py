@@ -24,7 +24,8 @@ from conveyor.core.entities import (
 from conveyor.errors import NotFoundError, ValidationError
 from conveyor.stores.metadata.base import NewRun, RunStore, WriteBatch
 from conveyor.stores.metadata.sql import schema as t
-from conveyor.stores.metadata.sql.chunks import decode_history, encode_chunks, latest_of_chunks
+from conveyor.stores.metadata.sql.batch import apply_batch, insert_runs
+from conveyor.stores.metadata.sql.chunks import decode_history
 from conveyor.stores.metadata.sql.engine import SqlEngines, create_engines, redact, upsert
 from conveyor.stores.metadata.sql.migrate import HEAD, current_revision, ensure_schema
 from conveyor.stores.metadata.sql.search import build_search_query
@@ -99,7 +100,7 @@ class SqlMetadataStore(RunStore):
         """Insert a ``RUNNING`` run and its first tags in one transaction."""
         _check_name("run name", run.name, allow_empty=True)
         try:
-            self._db.retrying(lambda: self._write(lambda conn: _insert_run(conn, run)))
+            self._db.retrying(lambda: self._write(lambda conn: insert_runs(conn, [run])))
         except IntegrityError as exc:
             raise ValidationError(
                 "run", f"cannot create run {run.id}: it exists, or its parent does not"
@@ -116,7 +117,7 @@ class SqlMetadataStore(RunStore):
     def write(self, batch: WriteBatch) -> None:
         """Apply a batch in one transaction (retried while SQLite is busy)."""
         if len(batch):
-            self._db.retrying(lambda: self._write(lambda conn: _apply(conn, batch)))
+            self._db.retrying(lambda: self._write(lambda conn: apply_batch(conn, batch)))
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of ``key`` in ``run_id``, by step then timestamp."""
@@ -334,44 +335,3 @@ def _artifact(row: Any) -> ArtifactRecord:
     return ArtifactRecord(
         row.run_id, row.path, row.sha256, row.size, row.media_type, row.created_at
     )
-
-
-def _insert_run(conn: Connection, run: NewRun) -> None:
-    row = {
-        "id": run.id,
-        "experiment_id": run.experiment_id,
-        "name": run.name,
-        "status": RunStatus.RUNNING.value,
-        "start_time": run.start_time,
-        "parent_run_id": run.parent_run_id,
-        "heartbeat_at": run.start_time,
-        "git_sha": run.source.git_sha,
-        "diff_hash": run.source.diff_hash,
-    }
-    conn.execute(t.runs.insert(), row)
-    tag_rows = [{"run_id": run.id, "key": k, "value": v} for k, v in run.tags.items()]
-    upsert(conn, t.tags, tag_rows, ["run_id", "key"], ["value"])
-
-
-def _apply(conn: Connection, batch: WriteBatch) -> None:
-    for run in batch.runs:
-        _insert_run(conn, run)
-    chunks = encode_chunks(batch.metrics)
-    latest = latest_of_chunks(chunks)
-    if chunks:
-        conn.execute(t.metric_chunks.insert(), chunks)
-    cols = ["value", "step", "timestamp"]
-    upsert(conn, t.latest_metrics, latest, ["run_id", "key"], cols, where=_LATER)
-    params = [{"run_id": r, "key": k, "value": v} for r, k, v in batch.params]
-    upsert(conn, t.params, params, ["run_id", "key"])
-    tags = [{"run_id": r, "key": k, "value": v} for r, k, v in batch.tags]
-    upsert(conn, t.tags, tags, ["run_id", "key"], ["value"])
-    r = t.runs.c
-    for run_id, at in batch.heartbeats:
-        conn.execute(
-            update(t.runs)
-            .where(r.id == run_id, r.status == RunStatus.RUNNING.value)
-            .values(heartbeat_at=at)
-        )
-    for run_id, status, at in batch.ends:
-        conn.execute(update(t.runs).where(r.id == run_id).values(status=status.value, end_time=at))
