@@ -35,6 +35,7 @@ fmt: setup
 
 bench: setup
 	$(BIN)/python bench/peers.py ensure
+	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_tracking.py
 
 # Re-pin every dependency of the dev environment (run after changing pyproject.toml).
