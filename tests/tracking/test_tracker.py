@@ -125,3 +125,21 @@ def test_nested_runs_record_their_parent(tracker):
     ):
         pass
     assert tracker.get_run(child.id).parent_run_id == parent.id
+
+
+def test_log_bytes_and_attach_record_lineage(tracker):
+    with tracker.start_run("exp") as producer:
+        record = producer.log_bytes(b"step log\n", "logs/step.txt")
+        assert record.media_type == "text/plain"
+    digest = tracker.artifacts.put_bytes(b"[1, 2, 3]")
+    with tracker.start_run("exp") as consumer:
+        consumer.log_input(record.sha256, "upstream log")
+        [attached] = consumer.attach([("outputs/values.json", digest)])
+    assert attached.size == len(b"[1, 2, 3]")
+    assert (
+        tracker.artifacts.get_bytes(tracker.get_run(producer.id).artifacts[0].sha256)
+        == b"step log\n"
+    )
+    edges = {(e.run_id, e.direction) for e in tracker.runs.lineage_of_artifact(record.sha256)}
+    assert edges == {(producer.id, "output"), (consumer.id, "input")}
+    assert [a.path for a in tracker.list_artifacts(consumer.id)] == ["outputs/values.json"]

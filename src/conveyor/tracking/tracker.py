@@ -21,6 +21,7 @@ from conveyor.core.paths import normalize_artifact_path, safe_join
 from conveyor.errors import StateError, ValidationError
 from conveyor.stores.artifacts.content import (
     ContentAddressedStore,
+    Digest,
     collect_upload,
     guess_media_type,
 )
@@ -293,37 +294,49 @@ class ActiveRun:
         prefix = normalize_artifact_path(artifact_path) + "/" if artifact_path else ""
         entries = collect_upload(local)  # validates every path before anything is stored
         folder = local.name + "/" if local.is_dir() else ""
-        records = []
-        for file, rel in entries:
-            path = normalize_artifact_path(prefix + folder + rel)
-            digest = self._tracker.artifacts.put_file(file)
-            records.append(
-                ArtifactRecord(
-                    self._info.id,
-                    path,
-                    digest.sha256,
-                    digest.size,
-                    guess_media_type(path),
-                    _now_ms(),
-                )
+        paths = [normalize_artifact_path(prefix + folder + rel) for _, rel in entries]
+        digests = [self._tracker.artifacts.put_file(file) for file, _ in entries]
+        return self.attach(list(zip(paths, digests, strict=True)))
+
+    def log_bytes(
+        self, data: bytes, artifact_path: str, media_type: str | None = None
+    ) -> ArtifactRecord:
+        """Store bytes with the run under ``artifact_path`` (e.g. a step's captured log)."""
+        path = normalize_artifact_path(artifact_path)
+        digest = self._tracker.artifacts.put_bytes(data)
+        return self.attach([(path, digest)], media_type)[0]
+
+    def attach(
+        self, items: Sequence[tuple[str, Digest]], media_type: str | None = None
+    ) -> list[ArtifactRecord]:
+        """Record content already in the artifact store as this run's outputs at these paths.
+
+        The bytes were committed first, so a record never points at missing content.
+        """
+        now = _now_ms()
+        records = [
+            ArtifactRecord(
+                self._info.id,
+                normalize_artifact_path(path),
+                digest.sha256,
+                digest.size,
+                media_type or guess_media_type(path),
+                now,
             )
-        # The bytes are committed before any record points at them, and the run before both.
-        self._writer.flush()
-        self._tracker.runs.add_artifacts(records)
-        self._tracker.runs.add_lineage(
-            LineageEdge(self._info.id, r.sha256, "output", r.path) for r in records
-        )
+            for path, digest in items
+        ]
+        edges = [LineageEdge(self._info.id, r.sha256, "output", r.path) for r in records]
+        self._writer.add_records(records, edges)
         return records
 
     def log_input(self, sha256: str, name: str = "") -> None:
         """Record that this run consumed the artifact with this digest (lineage)."""
-        self._writer.flush()
-        self._tracker.runs.add_lineage([LineageEdge(self._info.id, sha256, "input", name)])
+        self.log_inputs([(sha256, name)])
 
     def log_inputs(self, inputs: Iterable[tuple[str, str]]) -> None:
         """Record several consumed artifacts as ``(sha256, name)`` pairs."""
-        self._writer.flush()
-        self._tracker.runs.add_lineage(LineageEdge(self._info.id, s, "input", n) for s, n in inputs)
+        edges = [LineageEdge(self._info.id, s, "input", n) for s, n in inputs]
+        self._writer.add_records([], edges)
 
     # -- ending ------------------------------------------------------------
     def flush(self) -> None:

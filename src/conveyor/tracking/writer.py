@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 
-from conveyor.core.entities import RunStatus
+from conveyor.core.entities import ArtifactRecord, LineageEdge, RunStatus
 from conveyor.errors import StoreError
 from conveyor.stores.metadata.base import MetricRow, NewRun, RunStore, WriteBatch
 
@@ -96,6 +96,14 @@ class BatchWriter:
         with self._cond:
             self._batch.tags.extend(rows)
             self._queued += len(rows)
+            self._ensure_thread()
+
+    def add_records(self, artifacts: list[ArtifactRecord], lineage: list[LineageEdge]) -> None:
+        """Buffer artifact records (their bytes already stored) and lineage edges."""
+        with self._cond:
+            self._batch.artifacts.extend(artifacts)
+            self._batch.lineage.extend(lineage)
+            self._queued += len(artifacts) + len(lineage)
             self._ensure_thread()
 
     # -- run lifecycle -------------------------------------------------------

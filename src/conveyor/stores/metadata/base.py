@@ -53,6 +53,8 @@ class WriteBatch:
     metrics: list[MetricRow] = field(default_factory=list)
     params: list[tuple[str, str, str]] = field(default_factory=list)
     tags: list[tuple[str, str, str]] = field(default_factory=list)
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
+    lineage: list[LineageEdge] = field(default_factory=list)
     ends: list[tuple[str, RunStatus, int]] = field(default_factory=list)
     heartbeats: list[tuple[str, int]] = field(default_factory=list)
 
@@ -62,6 +64,8 @@ class WriteBatch:
             + len(self.metrics)
             + len(self.params)
             + len(self.tags)
+            + len(self.artifacts)
+            + len(self.lineage)
             + len(self.ends)
             + len(self.heartbeats)
         )

@@ -24,7 +24,12 @@ from conveyor.core.entities import (
 from conveyor.errors import NotFoundError, ValidationError
 from conveyor.stores.metadata.base import NewRun, RunStore, WriteBatch
 from conveyor.stores.metadata.sql import schema as t
-from conveyor.stores.metadata.sql.batch import apply_batch, insert_runs
+from conveyor.stores.metadata.sql.batch import (
+    apply_batch,
+    insert_artifacts,
+    insert_lineage,
+    insert_runs,
+)
 from conveyor.stores.metadata.sql.chunks import decode_history
 from conveyor.stores.metadata.sql.engine import SqlEngines, create_engines, redact, upsert
 from conveyor.stores.metadata.sql.migrate import HEAD, current_revision, ensure_schema
@@ -168,21 +173,8 @@ class SqlMetadataStore(RunStore):
     # -- artifacts and lineage ---------------------------------------------
     def add_artifacts(self, records: Iterable[ArtifactRecord]) -> None:
         """Record logged files; logging a path again points it at the new content."""
-        rows = [
-            {
-                "run_id": a.run_id,
-                "path": a.path,
-                "sha256": a.sha256,
-                "size": a.size,
-                "media_type": a.media_type,
-                "created_at": a.created_at,
-            }
-            for a in records
-        ]
-        cols = ["sha256", "size", "media_type", "created_at"]
-        self._db.retrying(
-            lambda: self._write(lambda c: upsert(c, t.artifacts, rows, ["run_id", "path"], cols))
-        )
+        rows = list(records)
+        self._db.retrying(lambda: self._write(lambda c: insert_artifacts(c, rows)))
 
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactRecord]:
         """A run's artifacts whose path starts with ``prefix``, by path."""
@@ -208,15 +200,8 @@ class SqlMetadataStore(RunStore):
 
     def add_lineage(self, edges: Iterable[LineageEdge]) -> None:
         """Record inputs and outputs of runs; recording an edge twice keeps one."""
-        rows = [
-            {"run_id": e.run_id, "sha256": e.sha256, "direction": e.direction, "name": e.name}
-            for e in edges
-        ]
-        for e in rows:
-            if e["direction"] not in ("input", "output"):
-                raise ValidationError("direction", "must be 'input' or 'output'")
-        keys = ["run_id", "sha256", "direction", "name"]
-        self._db.retrying(lambda: self._write(lambda c: upsert(c, t.lineage, rows, keys)))
+        rows = list(edges)
+        self._db.retrying(lambda: self._write(lambda c: insert_lineage(c, rows)))
 
     def lineage_of_run(self, run_id: str) -> list[LineageEdge]:
         """The inputs and outputs of one run."""
