@@ -7,7 +7,8 @@ against the builtins (``except KeyError``, ``except ValueError``) keeps working.
     ├── ConfigError (ValueError)              a setting or URI is malformed or unsupported
     ├── ValidationError (ValueError)          an argument breaks a rule (names field and rule)
     │   ├── FilterSyntaxError                 a search filter does not parse; points at the token
-    │   └── UnsafePathError                   an artifact path would leave its root
+    │   ├── UnsafePathError                   an artifact path would leave its root
+    │   └── PipelineDefinitionError           a pipeline's DAG is invalid; names step and argument
     ├── NotFoundError (KeyError)              a run, experiment or artifact does not exist
     ├── StateError (RuntimeError)             an operation is not allowed in the current state
     │   └── NoActiveRunError                  a logging call with no run started
@@ -26,6 +27,7 @@ __all__ = [
     "MigrationError",
     "NoActiveRunError",
     "NotFoundError",
+    "PipelineDefinitionError",
     "StateError",
     "StoreError",
     "UnsafePathError",
@@ -106,3 +108,20 @@ class MigrationError(StoreError):
 
 class ArtifactCorruptedError(ConveyorError, OSError):
     """Stored bytes no longer match the sha256 they were stored under."""
+
+
+class PipelineDefinitionError(ValidationError):
+    """A pipeline's DAG is invalid (cycle, unknown parameter, wrong type, missing argument…).
+
+    Attributes:
+        step: the step (invocation name such as ``fit_2``) at fault, or None for the pipeline.
+        argument: the offending argument or parameter, or None.
+    """
+
+    def __init__(self, step: str | None, argument: str | None, rule: str) -> None:
+        self.step = step
+        self.argument = argument
+        parts = [f"step {step!r}"] if step else []
+        parts += [f"argument {argument!r}"] if argument else []
+        field = ", ".join(parts) or "pipeline"
+        super().__init__(field, rule, f"{field}: {rule}")
