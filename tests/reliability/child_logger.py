@@ -49,9 +49,24 @@ def soak(metadata_uri: str, artifact_uri: str, seconds: float) -> None:
     print(json.dumps(logged), flush=True)
 
 
+def interrupted(metadata_uri: str, artifact_uri: str) -> None:
+    """Log inside ``with start_run`` until Ctrl-C (SIGINT) arrives."""
+    tracker = Tracker(open_metadata_store(metadata_uri), open_artifact_store(artifact_uri))
+    with tracker.start_run("ctrl-c") as run:
+        run.flush()
+        print(json.dumps({"run_id": run.id}), flush=True)
+        step = 0
+        while True:
+            run.log_metric("loss", 1.0, step=step)
+            step += 1
+            time.sleep(0.001)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "crash":
         crash_target(*args)
+    elif mode == "interrupt":
+        interrupted(*args)
     else:
         soak(args[0], args[1], float(args[2]))

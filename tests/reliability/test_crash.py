@@ -51,3 +51,22 @@ def test_kill_9_keeps_acknowledged_points(metadata_url, tmp_path):
         assert len(cas.get_bytes(record.sha256)) == record.size
     assert all(".tmp" not in key for key in cas.byte_store.list_keys())
     store.close()
+
+
+def test_ctrl_c_ends_the_run_killed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), "interrupt", url, str(tmp_path / "a")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = json.loads(proc.stdout.readline())["run_id"]
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err
+    store = open_metadata_store(url)
+    run = store.get_run(run_id)
+    assert run.status is RunStatus.KILLED
+    assert len(store.metric_history(run_id, "loss")) > 0  # what was logged before is kept
