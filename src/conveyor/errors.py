@@ -8,7 +8,8 @@ against the builtins (``except KeyError``, ``except ValueError``) keeps working.
     ├── ValidationError (ValueError)          an argument breaks a rule (names field and rule)
     │   ├── FilterSyntaxError                 a search filter does not parse; points at the token
     │   ├── UnsafePathError                   an artifact path would leave its root
-    │   └── PipelineDefinitionError           a pipeline's DAG is invalid; names step and argument
+    │   ├── PipelineDefinitionError           a pipeline's DAG is invalid; names step and argument
+    │   └── UnsupportedModelError             no safe format holds a model, and it is not trusted
     ├── NotFoundError (KeyError)              a run, experiment or artifact does not exist
     ├── StateError (RuntimeError)             an operation is not allowed in the current state
     │   └── NoActiveRunError                  a logging call with no run started
@@ -31,6 +32,7 @@ __all__ = [
     "StateError",
     "StoreError",
     "UnsafePathError",
+    "UnsupportedModelError",
     "ValidationError",
 ]
 
@@ -125,3 +127,10 @@ class PipelineDefinitionError(ValidationError):
         parts += [f"argument {argument!r}"] if argument else []
         field = ", ".join(parts) or "pipeline"
         super().__init__(field, rule, f"{field}: {rule}")
+
+
+class UnsupportedModelError(ValidationError):
+    """A model object that no safe format can hold, registered without ``trusted=True``."""
+
+    def __init__(self, rule: str, message: str | None = None) -> None:
+        super().__init__("model", rule, message)
