@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -24,15 +25,22 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "alias_events",
+    "aliases",
     "artifacts",
     "experiments",
     "latest_metrics",
     "lineage",
     "metadata",
     "metric_chunks",
+    "model_files",
+    "model_tags",
+    "model_versions",
+    "models",
     "params",
     "runs",
     "tags",
+    "version_tags",
 ]
 
 # A 64-bit surrogate key that is still SQLite's fast rowid alias.
@@ -152,4 +160,108 @@ lineage = Table(
     Column("name", String(256), nullable=False),
     UniqueConstraint("run_id", "sha256", "direction", "name"),
     Index("ix_lineage_sha256", "sha256"),
+)
+
+
+# --- Model registry (revision 0002) ---------------------------------------------
+# A version's package lives in the artifact store; these rows point at it. Versions
+# are never updated except their tags and description. `models.latest_version` is
+# the counter a new version's number is allocated from, under the model row's lock.
+
+
+def _model_fk() -> ForeignKey:
+    return ForeignKey("models.id", ondelete="CASCADE")
+
+
+def _version_fk() -> ForeignKey:
+    return ForeignKey("model_versions.id", ondelete="CASCADE")
+
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", Text),
+    Column("latest_version", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, _model_fk(), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("format", String(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("trusted", Boolean, nullable=False),
+    Column("run_id", String(32)),
+    Column("description", Text),
+    Column("git_sha", String(64)),
+    Column("diff_hash", String(64)),
+    Column("signature", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("data_digests", Text, nullable=False),
+    Column("profile_sha256", String(64)),
+    UniqueConstraint("model_id", "version"),
+    Index("ix_model_versions_run_id", "run_id"),
+)
+
+model_files = Table(
+    "model_files",
+    metadata,
+    Column("version_id", BigId, _version_fk(), nullable=False),
+    Column("path", String(256), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    PrimaryKeyConstraint("version_id", "path"),
+    Index("ix_model_files_sha256", "sha256"),
+)
+
+model_tags = Table(
+    "model_tags",
+    metadata,
+    Column("model_id", Integer, _model_fk(), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("model_id", "key"),
+)
+
+version_tags = Table(
+    "version_tags",
+    metadata,
+    Column("version_id", BigId, _version_fk(), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("version_id", "key"),
+)
+
+# An alias row always references an existing version (the foreign key), and a move
+# is one UPDATE in the transaction that writes its event: no reader sees it dangling.
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("model_id", Integer, _model_fk(), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version_id", BigId, _version_fk(), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("model_id", "alias"),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, _model_fk(), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_alias_events_model_alias", "model_id", "alias"),
 )
