@@ -66,6 +66,14 @@ def test_logging_after_end_is_refused(tracker):
     run.end()  # ending twice is harmless
 
 
+def test_end_without_flush_is_durable_at_the_next_flush(tracker):
+    run = tracker.start_run("exp")
+    run.end(RunStatus.FAILED, flush=False)
+    assert run.status is RunStatus.FAILED
+    tracker.flush()
+    assert tracker.runs.get_run(run.id).status is RunStatus.FAILED
+
+
 def test_nan_metric_is_kept(tracker):
     with tracker.start_run("exp") as run:
         run.log_metric("loss", math.nan)

@@ -343,8 +343,14 @@ class ActiveRun:
         """Block until everything logged so far is durable."""
         self._writer.flush()
 
-    def end(self, status: RunStatus | str = RunStatus.FINISHED) -> None:
-        """End the run with ``status`` and make everything durable (ending twice is a no-op)."""
+    def end(self, status: RunStatus | str = RunStatus.FINISHED, *, flush: bool = True) -> None:
+        """End the run with ``status`` and make everything durable (ending twice is a no-op).
+
+        Args:
+            status: how the run ended.
+            flush: wait until the end is committed; ``False`` leaves it to the writer's
+                next batch (a pipeline ends its step runs so and flushes once at its end).
+        """
         if self.status is not RunStatus.RUNNING:
             return
         final = RunStatus(status)
@@ -353,7 +359,8 @@ class ActiveRun:
         self.status = final
         self._writer.end(self.id, final, _now_ms())
         try:
-            self._writer.flush()
+            if flush:
+                self._writer.flush()
         finally:
             if self._on_end is not None:
                 self._on_end(self)
