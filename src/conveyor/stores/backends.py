@@ -11,8 +11,9 @@ if TYPE_CHECKING:
     from conveyor.stores.artifacts.base import ByteStore
     from conveyor.stores.artifacts.content import ContentAddressedStore
     from conveyor.stores.metadata.base import RunStore
+    from conveyor.stores.metadata.models import ModelStore
 
-__all__ = ["open_artifact_store", "open_metadata_store"]
+__all__ = ["open_artifact_store", "open_metadata_store", "open_model_store"]
 
 
 # --- Artifact stores ---------------------------------------------------------
@@ -92,6 +93,41 @@ def open_metadata_store(uri: str) -> RunStore:
     """
     scheme = uri.partition(":")[0].partition("+")[0].lower()
     factory = _METADATA_BACKENDS.get(scheme)
+    if factory is None:
+        raise ConfigError(
+            f"unsupported metadata URI {uri!r}; supported: sqlite:///path/to/conveyor.db, "
+            "postgresql://user@host:port/database"
+        )
+    return factory(uri)
+
+
+# --- Model stores (the registry's records, in the metadata database) ------------
+
+
+def _sql_model_store(uri: str) -> ModelStore:
+    from conveyor.stores.metadata.sql.models import SqlModelStore
+
+    return SqlModelStore(uri)
+
+
+_MODEL_BACKENDS: dict[str, Callable[[str], ModelStore]] = {
+    "sqlite": _sql_model_store,
+    "postgresql": _sql_model_store,
+    "postgres": _sql_model_store,
+}
+
+
+def open_model_store(uri: str) -> ModelStore:
+    """Open (and migrate, if needed) the model registry's store in the metadata database.
+
+    Args:
+        uri: ``sqlite:///path/conveyor.db`` or ``postgresql://user@host:port/db``.
+
+    Raises:
+        ConfigError: the scheme is not supported (the message lists those that are).
+    """
+    scheme = uri.partition(":")[0].partition("+")[0].lower()
+    factory = _MODEL_BACKENDS.get(scheme)
     if factory is None:
         raise ConfigError(
             f"unsupported metadata URI {uri!r}; supported: sqlite:///path/to/conveyor.db, "
