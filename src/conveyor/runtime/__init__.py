@@ -1,0 +1,1 @@
+"""Running pipelines: the runner, executors, serializers, caching and log capture."""

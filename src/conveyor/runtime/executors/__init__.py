@@ -1,0 +1,1 @@
+"""Executors: where step functions run (``submit(fn, ...) -> Future``)."""
