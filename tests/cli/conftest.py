@@ -50,3 +50,70 @@ def project(tmp_path) -> Project:
         ids.append(run.id)
     tracker.close()
     return Project(tmp_path, ids)
+
+
+# --- pipelines: `conveyor run` and `conveyor runs lineage` ------------------------
+# The commands are registered here as app.py registers them, unless it already does.
+
+_WIRED = """
+import sys
+from conveyor.cli import app, runs
+from conveyor.cli.lineage import lineage
+from conveyor.cli.run import run
+if "run" not in {c.name for c in app.app.registered_commands}:
+    app.app.command("run")(run)
+if "lineage" not in {c.name for c in runs.app.registered_commands}:
+    runs.app.command("lineage")(lineage)
+sys.argv[0] = "conveyor"
+app.main()
+"""
+
+PIPELINE_SOURCE = """
+from conveyor.core.pipeline import pipeline
+from conveyor.core.step import step
+
+
+@step
+def load(n: int) -> list[int]:
+    print(f"loading {n}")
+    return list(range(n))
+
+
+@step
+def total(xs: list[int], scale: float = 1.0) -> float:
+    if scale < 0:
+        raise ValueError("scale must not be negative")
+    return sum(xs) * scale
+
+
+@pipeline
+def training(n: int = 5, scale: float = 1.0):
+    total(load(n), scale=scale)
+"""
+
+
+@dataclass
+class PipelineProject:
+    root: Path
+
+    def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+        env["COLUMNS"] = "160"
+        done = subprocess.run(
+            [sys.executable, "-c", _WIRED, *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+
+@pytest.fixture
+def pipeline_project(tmp_path) -> PipelineProject:
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "training.py").write_text(PIPELINE_SOURCE)
+    return PipelineProject(tmp_path)
