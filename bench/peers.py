@@ -2,6 +2,7 @@
 
     python bench/peers.py ensure   # create .venv-peers with mlflow if missing; print its python
     python bench/peers.py python   # print the python path (no checks)
+    python bench/peers.py ensure-zenml   # create .venv-zenml with ZenML (pipeline benchmark)
 
 ``CONVEYOR_PEERS_PYTHON=/path/to/python`` uses an existing interpreter instead.
 """
@@ -44,8 +45,38 @@ def ensure() -> Path:
     return python
 
 
+ZENML_VERSION = "0.98.0"
+ZENML_REQUIREMENTS = [f"zenml[local]=={ZENML_VERSION}", "pandas", "pyarrow"]
+ZENML_VENV = ROOT / ".venv-zenml"
+ZENML_STAMP = ZENML_VENV / f".installed-zenml-{ZENML_VERSION}"
+ZENML_OVERRIDE = "CONVEYOR_ZENML_PYTHON"
+
+
+def ensure_zenml() -> Path:
+    """Create ``.venv-zenml`` with ZenML (local extras), pandas and pyarrow unless stamped.
+
+    ZenML's pins conflict with conveyor's and MLflow's, so it has its own venv, made
+    only when the pipeline benchmark runs. ``CONVEYOR_ZENML_PYTHON=/path/to/python``
+    uses an interpreter that already has it. Returns that python.
+    """
+    override = os.environ.get(ZENML_OVERRIDE)
+    if override:
+        if not Path(override).exists():
+            raise SystemExit(f"{ZENML_OVERRIDE}={override} does not exist")
+        return Path(override)
+    python = ZENML_VENV / "bin" / "python"
+    if ZENML_STAMP.exists() and python.exists():
+        return python
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(ZENML_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, *ZENML_REQUIREMENTS], check=True)
+    ZENML_STAMP.touch()
+    return python
+
+
 def main(argv: list[str]) -> int:
-    commands = {"ensure": ensure, "python": peers_python}
+    commands = {"ensure": ensure, "python": peers_python, "ensure-zenml": ensure_zenml}
     if len(argv) != 1 or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
