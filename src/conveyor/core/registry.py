@@ -76,11 +76,12 @@ class ModelRef:
             return cls(check_model_name(name), alias=check_alias(alias))
         if "/" in ref:
             name, _, number = ref.partition("/")
+            check_model_name(name)
             if not number.isdigit() or int(number) < 1:
                 raise ValidationError(
                     "model reference", f"{ref!r}: the version after '/' must be a number from 1"
                 )
-            return cls(check_model_name(name), version=int(number))
+            return cls(name, version=int(number))
         return cls(check_model_name(ref))
 
     def __str__(self) -> str:
