@@ -57,9 +57,16 @@ def gc(
         help="Keep unreferenced files younger than this (uploads in flight).",
     ),
 ) -> None:
-    """Delete stored files that no run, artifact or lineage record points at."""
+    """Delete stored files that no run, artifact, lineage or model version points at."""
+    from conveyor.stores.backends import open_model_store
+
     tracker = context.tracker()
     keep = tracker.runs.referenced_digests()
+    models = open_model_store(context.settings().metadata_uri)
+    try:
+        keep |= models.referenced_digests()  # registered model packages
+    finally:
+        models.close()
     doomed = tracker.artifacts.unreferenced(keep, min_age_hours * 3600)
     for digest in doomed:
         if not dry_run:
