@@ -115,6 +115,16 @@ def test_lightgbm_and_xgboost_round_trips(registry, cancer, diabetes):
         assert loaded.has_predict_proba == name.endswith("clf")
 
 
+def test_lightgbm_categoricals_accept_strings_when_serving(registry, mixed):
+    X, y = mixed
+    X = X.drop(columns=["size"])
+    model = lgb.LGBMClassifier(n_estimators=20, min_child_samples=5, verbose=-1).fit(X, y)
+    registry.register_model("banded", model, X.head(5))
+    loaded = registry.load_model("banded")
+    as_strings = X.assign(texture_band=X["texture_band"].astype(str))
+    np.testing.assert_allclose(loaded.predict_proba(as_strings), model.predict_proba(X))
+
+
 def test_onnx_round_trip(registry, cancer):
     from skl2onnx import to_onnx
 
