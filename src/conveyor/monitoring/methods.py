@@ -1,0 +1,345 @@
+"""The drift statistics, computed the way scipy and Evidently compute them, from samples in O(n).
+
+Numeric statistics walk the merged, sorted reference and current values once
+(the reference is sorted once and may be reused): the two-sample
+Kolmogorov-Smirnov statistic is the largest gap between the two empirical CDFs
+at the ends of tie groups (as ``scipy.stats.ks_2samp``), and the Wasserstein
+distance is the integral of that gap (as ``scipy.stats.wasserstein_distance``).
+The KS p-value follows ``ks_2samp(method="auto")``: exact when both samples
+have at most 10,000 values (lattice paths counted row by row, in log scale),
+otherwise Smirnov's asymptotic ``kstwo.sf(d, round(n1*n2/(n1+n2)))``.
+
+Categorical statistics work on counts aligned over the union of categories:
+chi-squared is ``scipy.stats.chisquare(current, reference * n_cur / n_ref)``
+(Evidently's form), the Z-test compares the share of the smallest category,
+Jensen-Shannon is ``scipy.spatial.distance.jensenshannon`` of the shares and
+PSI is Evidently's (zero shares replaced by a small floor). Numeric columns
+with more than 20 distinct reference values are binned for JS and PSI with
+``np.histogram_bin_edges(both, "sturges")``, as Evidently does.
+
+For weighted samples (sketches) the same formulas run on the sketch's CDF and
+an error bound is returned with each statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import special
+
+from conveyor.monitoring.samples import CategoricalSample, NumericSample
+
+__all__ = [
+    "Counts",
+    "Stat",
+    "aligned_counts",
+    "binned_counts",
+    "chisquare",
+    "jensenshannon",
+    "ks",
+    "ks_exact_pvalue",
+    "psi",
+    "wasserstein",
+    "ztest",
+]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+MAX_EXACT_KS = 10_000  # scipy's "auto": exact when both samples are at most this big
+WASSERSTEIN_MIN_STD = 0.001  # Evidently divides by max(std(reference), 0.001)
+_BLOCK = 1 << 18
+_RESCALE = 1e250
+_TINY_P = 1e-12
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A statistic, its p-value (None for distances) and a bound on its error (0.0: exact)."""
+
+    statistic: float
+    p_value: float | None = None
+    error_bound: float | None = 0.0
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Reference and current counts over the same keys, and the sizes they are shares of."""
+
+    keys: list[object]
+    reference: FloatArray
+    current: FloatArray
+    reference_size: int
+    current_size: int
+
+
+# --- the merged CDF walk ------------------------------------------------------
+
+
+def _curves(a: NumericSample, b: NumericSample) -> Iterator[tuple[FloatArray, FloatArray]]:
+    """Blocks of (|F_a - F_b| after each merged value, gap to the next value; 0 at the end)."""
+    if a.weights is None and b.weights is None:
+        yield from _exact_curves(a.values, b.values)
+        return
+    values = np.concatenate([a.values, b.values])
+    wa = a.weights if a.weights is not None else np.ones(a.values.size, np.int64)
+    wb = b.weights if b.weights is not None else np.ones(b.values.size, np.int64)
+    order = np.argsort(values, kind="stable")
+    ca = np.cumsum(np.concatenate([wa, np.zeros(wb.size, np.int64)])[order])
+    cb = np.cumsum(np.concatenate([np.zeros(wa.size, np.int64), wb])[order])
+    merged = values[order]
+    gap = np.append(np.diff(merged), 0.0)
+    yield np.abs(ca / a.count - cb / b.count), gap
+
+
+def _exact_curves(a: FloatArray, b: FloatArray) -> Iterator[tuple[FloatArray, FloatArray]]:
+    """The walk over raw sorted values: one stable merge, then blocks of bounded size."""
+    both = np.concatenate([a, b])
+    # A stable sort of two sorted runs is a single linear merge; ties put a before b.
+    order = np.argsort(both, kind="stable")
+    from_b = order >= a.size
+    total = both.size
+    seen_b = 0
+    for start in range(0, total, _BLOCK):
+        stop = min(start + _BLOCK, total)
+        cb = np.cumsum(from_b[start:stop], dtype=np.int64) + seen_b
+        seen_b = int(cb[-1])
+        ca = np.arange(start + 1, stop + 1) - cb
+        values = both[order[start : stop + 1]]
+        gap = np.zeros(stop - start)
+        gap[: values.size - 1] = np.diff(values)
+        yield np.abs(ca / a.size - cb / b.size), gap
+
+
+def _ks_and_area(a: NumericSample, b: NumericSample) -> tuple[float, float]:
+    """The KS statistic (at tie-group ends) and the area between the CDFs."""
+    d = 0.0
+    area = 0.0
+    for diff, gap in _curves(a, b):
+        ends = diff[gap != 0]
+        if ends.size:
+            d = max(d, float(ends.max()))
+        area += float(np.dot(diff, gap))
+    return d, area
+
+
+# --- numeric statistics -------------------------------------------------------
+
+
+def ks(a: NumericSample, b: NumericSample) -> Stat:
+    """Two-sample Kolmogorov-Smirnov test, two-sided, as ``scipy.stats.ks_2samp(method="auto")``."""
+    d, _ = _ks_and_area(a, b)
+    n1, n2 = a.count, b.count
+    bound = a.epsilon + b.epsilon
+    if a.exact and b.exact and max(n1, n2) <= MAX_EXACT_KS:
+        d, p = ks_exact_pvalue(n1, n2, d)
+        return Stat(d, p, 0.0)
+    return Stat(d, _ks_asymptotic(n1, n2, d), bound)
+
+
+def _ks_asymptotic(n1: int, n2: int, d: float) -> float:
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    en = float(np.round(m * n / (m + n)))
+    if 2.0 * math.exp(-2.0 * en * d * d) < _TINY_P:
+        # Massart's bound puts scipy's kstwo.sf below _TINY_P here, where it is slow
+        # (seconds at a million rows); the limiting distribution is as close as that.
+        return float(special.kolmogorov(d * math.sqrt(en)))
+    from scipy import stats
+
+    return float(np.clip(stats.kstwo.sf(d, en), 0.0, 1.0))
+
+
+def ks_exact_pvalue(n1: int, n2: int, d: float) -> tuple[float, float]:
+    """The exact two-sided p-value P(D >= d) for sizes n1, n2, with d rounded to the lattice.
+
+    Returns:
+        (d on the lattice of multiples of 1/lcm(n1, n2), p-value), as scipy returns them.
+    """
+    g = math.gcd(n1, n2)
+    lcm = (n1 // g) * n2
+    h = int(np.round(d * lcm))
+    d = h * 1.0 / lcm
+    if h == 0:
+        return d, 1.0
+    log_inside = _log_paths_inside(n1, n2, h * g) - _log_binomial(n1 + n2, n1)
+    return d, float(np.clip(-math.expm1(log_inside), 0.0, 1.0))
+
+
+def _log_binomial(n: int, k: int) -> float:
+    return float(special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1))
+
+
+def _log_paths_inside(n1: int, n2: int, bound: int) -> float:
+    """Log of the number of lattice paths (0,0)→(n1,n2) with |i*n2 - j*n1| < bound throughout."""
+    if n1 > n2:
+        n1, n2 = n2, n1
+    row = np.zeros(n2 + 1)
+    row[: min(n2, -(-bound // n1) - 1) + 1] = 1.0
+    log_scale = 0.0
+    lo = 0
+    for i in range(1, n1 + 1):
+        new_lo = max(0, (i * n2 - bound) // n1 + 1)
+        hi = min(n2, -(-(i * n2 + bound) // n1) - 1)
+        if new_lo > hi:
+            return -math.inf
+        row[lo:new_lo] = 0.0
+        lo = new_lo
+        segment = row[lo : hi + 1]
+        np.cumsum(segment, out=segment)
+        peak = float(segment[-1])
+        if peak > _RESCALE:
+            segment /= peak
+            log_scale += math.log(peak)
+    last = float(row[n2])
+    return math.log(last) + log_scale if last > 0 else -math.inf
+
+
+def wasserstein(a: NumericSample, b: NumericSample) -> Stat:
+    """Wasserstein-1 distance divided by max(std(reference), 0.001), as Evidently normalises it."""
+    _, area = _ks_and_area(a, b)
+    norm = max(a.std, WASSERSTEIN_MIN_STD)
+    span = max(a.maximum, b.maximum) - min(a.minimum, b.minimum)
+    bound = (a.epsilon + b.epsilon) * span / norm
+    return Stat(area / norm, None, bound)
+
+
+# --- shares -------------------------------------------------------------------
+
+
+def sturges_edges(a: NumericSample, b: NumericSample) -> FloatArray:
+    """``np.histogram_bin_edges(concat(a, b), "sturges")`` without concatenating."""
+    first = min(a.minimum, b.minimum)
+    last = max(a.maximum, b.maximum)
+    if first == last:
+        first, last = first - 0.5, last + 0.5
+    width = (last - first) / (np.log2(a.count + b.count) + 1.0)
+    if a.integer and b.integer and width < 1:
+        width = 1.0
+    bins = int(np.ceil((last - first) / width)) if width else 1
+    return np.linspace(first, last, bins + 1, endpoint=True)
+
+
+def _ranks(sample: NumericSample, edges: FloatArray) -> FloatArray:
+    """How many values fall in each bin ([e_i, e_i+1), the last bin closed), as np.histogram."""
+    left = np.searchsorted(sample.values, edges[:-1], "left")
+    right = np.searchsorted(sample.values, edges[-1:], "right")
+    positions = np.concatenate([left, right])
+    if sample.weights is None:
+        return np.diff(positions).astype(np.float64)
+    cumulative = np.concatenate([[0], np.cumsum(sample.weights)])
+    counts: FloatArray = np.diff(cumulative[positions]).astype(np.float64)
+    return counts
+
+
+def binned_counts(a: NumericSample, b: NumericSample) -> Counts:
+    """Evidently's binning: Sturges bins over both samples when the reference has > 20 values."""
+    if a.exact and a.distinct <= 20:
+        return _value_counts(a, b)
+    edges = sturges_edges(a, b)
+    keys: list[object] = edges[:-1].tolist()
+    return Counts(keys, _ranks(a, edges), _ranks(b, edges), a.count, b.count)
+
+
+def _value_counts(a: NumericSample, b: NumericSample) -> Counts:
+    """Counts per distinct value over the union of both samples' values."""
+    av, ac = a.value_counts()
+    bv, bc = b.value_counts()
+    keys = np.union1d(av, bv)
+    ref = np.zeros(keys.size)
+    cur = np.zeros(keys.size)
+    ref[np.searchsorted(keys, av)] = ac
+    cur[np.searchsorted(keys, bv)] = bc
+    return Counts(keys.tolist(), ref, cur, a.count, b.count)
+
+
+def numeric_counts(a: NumericSample, b: NumericSample) -> Counts:
+    """Counts per distinct value, for chi-squared and Z-tests on numeric columns."""
+    return _value_counts(a, b)
+
+
+def aligned_counts(a: CategoricalSample, b: CategoricalSample) -> Counts:
+    """Both samples' counts over the union of their categories (reference's order first)."""
+    keys = pa.concat_arrays([a.values, b.values.cast(a.values.type)]).unique()
+    ref = np.zeros(len(keys))
+    cur = np.zeros(len(keys))
+    ref[: len(a.values)] = a.counts
+    positions = pc.index_in(b.values.cast(a.values.type), value_set=keys).to_numpy()
+    cur[positions] = b.counts
+    return Counts(keys.to_pylist(), ref, cur, a.count, b.count)
+
+
+def _shares(counts: Counts) -> tuple[FloatArray, FloatArray]:
+    return counts.reference / counts.reference_size, counts.current / counts.current_size
+
+
+def _floor_zeros(shares: FloatArray) -> FloatArray:
+    """Evidently's floor for empty bins: min(non-zero)/1e6 when that is ≤ 1e-4, else 1e-4."""
+    nonzero = shares[shares != 0]
+    if not nonzero.size:
+        return shares
+    smallest = float(nonzero.min())
+    return np.where(shares == 0, smallest / 10**6 if smallest <= 0.0001 else 0.0001, shares)
+
+
+# --- distribution statistics -----------------------------------------------------
+
+
+def jensenshannon(counts: Counts) -> Stat:
+    """Jensen-Shannon distance (natural log) of the two share vectors, as scipy computes it."""
+    p, q = _shares(counts)
+    p = p / np.sum(p)
+    q = q / np.sum(q)
+    m = (p + q) / 2.0
+    js = np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m))
+    return Stat(float(np.sqrt(js / 2.0)))
+
+
+def psi(counts: Counts) -> Stat:
+    """Population stability index of the share vectors, as Evidently computes it."""
+    p, q = (_floor_zeros(s) for s in _shares(counts))
+    return Stat(float(np.sum((p - q) * np.log(p / q))))
+
+
+def chisquare(counts: Counts) -> Stat:
+    """Pearson's chi-squared of current counts against reference counts scaled to current size."""
+    observed = counts.current
+    expected = counts.reference * (counts.current_size / counts.reference_size)
+    if observed.size < 2:
+        return Stat(0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = float(np.sum((observed - expected) ** 2 / expected))
+    return Stat(statistic, float(special.chdtrc(observed.size - 1, statistic)))
+
+
+def ztest(counts: Counts) -> Stat:
+    """Two-proportion Z-test on the share of the smallest category, as Evidently computes it."""
+    n1, n2 = counts.reference_size, counts.current_size
+    present = (counts.reference > 0).sum() == 1 and (counts.current > 0).sum() == 1
+    if present and np.array_equal(counts.reference > 0, counts.current > 0):
+        return Stat(0.0, 1.0)
+    first = int(np.argmin(np.array([_sort_key(k) for k in counts.keys], dtype=object)))
+    p1 = (n1 - counts.reference[first]) / n1
+    p2 = (n2 - counts.current[first]) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
+    p_value = 2 * (1 - special.ndtr(np.abs(z)))
+    return Stat(float(z), float(p_value))
+
+
+def _sort_key(key: object) -> tuple[str, object]:
+    return (type(key).__name__, key)
+
+
+def new_categories(a: CategoricalSample, b: CategoricalSample) -> list[object]:
+    """Current categories the reference never had, most frequent first."""
+    unseen = pc.invert(pc.is_in(b.values.cast(a.values.type), value_set=a.values))
+    mask = unseen.to_numpy(zero_copy_only=False)
+    order = np.argsort(-b.counts[mask], kind="stable")
+    return [b.values.filter(unseen).to_pylist()[i] for i in order]
