@@ -28,6 +28,12 @@ def make_frame(rows: int, *, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture
+def make():
+    """The frame maker, for tests that need their own sizes."""
+    return make_frame
+
+
+@pytest.fixture
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     """A reference of 5,000 rows and a current window of 4,000 with drift in some columns."""
     return make_frame(5000, seed=1), make_frame(4000, shift=0.3, seed=2)

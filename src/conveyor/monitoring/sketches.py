@@ -120,7 +120,8 @@ class Moments:
         if values.size == 0:
             return
         mean = float(values.mean())
-        m2 = float(np.square(values - mean).sum())
+        deviations = values - mean
+        m2 = float(np.dot(deviations, deviations))
         chunk = Moments(int(values.size), mean, m2, float(values[0]), float(values[-1]))
         self._absorb(chunk)
 
@@ -315,9 +316,11 @@ class HyperLogLog:
             return
         index = (hashes >> np.uint64(self._VALUE_BITS)).view(np.int64)
         rest = (hashes & np.uint64((1 << self._VALUE_BITS) - 1)).astype(np.float64)
-        # 50-bit integers are exact in float64, so frexp gives their bit length.
-        rank = (self._VALUE_BITS + 1 - np.frexp(rest)[1]).astype(np.uint8)
-        np.maximum.at(self.registers, index, rank)
+        # 50-bit integers are exact in float64: the exponent field is 1022 + bit length,
+        # so rank = VALUE_BITS + 1 - bit length (capped for rest == 0, field 0).
+        field = rest.view(np.uint64) >> np.uint64(52)
+        rank = np.minimum(np.uint64(1023 + self._VALUE_BITS) - field, self._VALUE_BITS + 1)
+        np.maximum.at(self.registers, index, rank.astype(np.uint8))
 
     def merge(self, other: HyperLogLog) -> HyperLogLog:
         """The sketch of the union."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -226,13 +227,15 @@ def _pandas_arrow(name: str, series: pd.Series) -> pa.Array | pa.ChunkedArray:
 
 
 class ParquetSource(Source):
-    """A Parquet file: columns are read one at a time and batches stream by row group."""
+    """A Parquet file, read one column (of one row group, when streaming) at a time."""
 
     def __init__(self, path: Path) -> None:
         import pyarrow.parquet as pq
 
         self.path = path
-        self._file = pq.ParquetFile(path)
+        # Without pre-buffering a read holds one column chunk, not the whole row group.
+        self._file = pq.ParquetFile(path, pre_buffer=False)
+        self._lock = threading.Lock()  # one reader, shared by the column threads
         self.schema = self._file.schema_arrow
         self.names = tuple(self.schema.names)
         _check_unique(self.names)
@@ -248,18 +251,45 @@ class ParquetSource(Source):
         return str(self.schema.field(name).type)
 
     def column(self, name: str) -> Column:
-        import pyarrow.parquet as pq
+        with self._lock:
+            table = self._file.read(columns=[name], use_threads=False)
+        return column_from_arrow(name, table.column(0))
 
-        table = pq.read_table(self.path, columns=[name], use_threads=False)
+    def read_row_group(self, index: int, name: str) -> Column:
+        """One column of one row group."""
+        with self._lock:
+            table = self._file.read_row_group(index, columns=[name], use_threads=False)
         return column_from_arrow(name, table.column(0))
 
     def batches(self, rows: int, names: Sequence[str]) -> Iterator[Source]:
-        empty = True
-        for batch in self._file.iter_batches(batch_size=rows, columns=list(names)):
-            empty = False
-            yield ArrowSource(pa.Table.from_batches([batch]))
-        if empty:
+        """One batch per row group (``rows`` does not split them), read column by column."""
+        groups = self._file.metadata.num_row_groups
+        if not groups:
             yield ArrowSource(self.schema.empty_table().select(list(names)))
+        for index in range(groups):
+            yield _RowGroup(self, index, tuple(names))
+
+
+class _RowGroup(Source):
+    """A row group of a Parquet file whose columns are read when asked for."""
+
+    def __init__(self, parquet: ParquetSource, index: int, names: tuple[str, ...]) -> None:
+        self.parquet = parquet
+        self.index = index
+        self.names = names
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.parquet._file.metadata.row_group(self.index).num_rows)
+
+    def kind(self, name: str) -> Kind | None:
+        return self.parquet.kind(name)
+
+    def column(self, name: str) -> Column:
+        return self.parquet.read_row_group(self.index, name)
+
+    def batches(self, rows: int, names: Sequence[str]) -> Iterator[Source]:
+        yield _RowGroup(self.parquet, self.index, tuple(names))
 
 
 def _check_unique(names: Sequence[str]) -> None:
