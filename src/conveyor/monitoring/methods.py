@@ -323,7 +323,7 @@ def ztest(counts: Counts) -> Stat:
     present = (counts.reference > 0).sum() == 1 and (counts.current > 0).sum() == 1
     if present and np.array_equal(counts.reference > 0, counts.current > 0):
         return Stat(0.0, 1.0)
-    first = int(np.argmin(np.array([_sort_key(k) for k in counts.keys], dtype=object)))
+    first = min(range(len(counts.keys)), key=lambda i: _sort_key(counts.keys[i]))
     p1 = (n1 - counts.reference[first]) / n1
     p2 = (n2 - counts.current[first]) / n2
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
