@@ -1,0 +1,30 @@
+"""Monitoring: dataset profiles (mergeable sketches) and data drift, exact or from profiles.
+
+Example::
+
+    from conveyor.monitoring import drift, profile
+
+    report = drift("reference.parquet", "current.parquet")
+    report.drifted, report.columns["fare"].statistic
+
+    ref = profile("reference.parquet")  # store ref.to_bytes() as an artifact
+    report = drift(ref, profile(window), mode="sketch")
+"""
+
+from __future__ import annotations
+
+from conveyor.monitoring.drift import METHODS, Reference, drift
+from conveyor.monitoring.profile import ColumnProfile, Profile, profile
+from conveyor.monitoring.results import ColumnDrift, DriftReport, Histogram
+
+__all__ = [
+    "METHODS",
+    "ColumnDrift",
+    "ColumnProfile",
+    "DriftReport",
+    "Histogram",
+    "Profile",
+    "Reference",
+    "drift",
+    "profile",
+]
