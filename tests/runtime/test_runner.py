@@ -462,6 +462,13 @@ def test_progress_events_in_order(tracker):
     ]
 
 
+def test_only_in_process_executors(tracker):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1) as pool, pytest.raises(ValidationError, match="in-process"):
+        run_pipeline(chain, tracker=tracker, executor=pool)  # type: ignore[arg-type]
+
+
 def test_a_given_executor_is_left_running(tracker):
     with LocalExecutor(max_workers=1) as executor:
         run_pipeline(chain, tracker=tracker, executor=executor)

@@ -80,6 +80,10 @@ def run_pipeline(
         raise ValidationError(
             "tracker", "pass the Tracker to record into (conveyor.run_pipeline uses the default)"
         )
+    if executor is not None and not getattr(executor, "in_process", False):
+        raise ValidationError(
+            "executor", "only in-process executors (LocalExecutor) can run pipelines so far"
+        )
     graph = pipeline.build(params)
     _check_serializers(graph)
     values = pipeline.resolve_params(params)
@@ -114,11 +118,12 @@ def _run(
         with capturing():
             steps = _Scheduler(graph, ctx, chosen, on_event).run()
     except BaseException:
+        if executor is None:
+            chosen.shutdown(wait=False)  # an interrupt must not wait for running steps
         parent.end(RunStatus.KILLED)
         raise
-    finally:
-        if executor is None:
-            chosen.shutdown()
+    if executor is None:
+        chosen.shutdown()
     failed = [s for s in steps.values() if s.status is RunStatus.FAILED]
     if failed:
         first = failed[0]
