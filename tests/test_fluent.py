@@ -70,3 +70,23 @@ def test_settings_choose_the_experiment(monkeypatch, project):
         pass
     exp = conveyor.get_tracker().runs.get_experiment("from-env")
     assert conveyor.get_run(run.id).experiment_id == exp.id
+
+
+def test_register_and_load_a_model_through_the_top_level_api():
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    with conveyor.start_run(experiment="models") as run:
+        model = LogisticRegression(max_iter=5000).fit(X, y)
+        conveyor.log_metric("auc", 0.99)
+        version = conveyor.register_model("cancer", model, input_example=X.head(5))
+    assert (version.name, version.version, version.run_id) == ("cancer", 1, run.id)
+    assert version.metrics["auc"] == 0.99
+    conveyor.get_registry().set_alias("cancer", "production", 1, reason="first")
+    loaded = conveyor.load_model("cancer@production")
+    assert loaded.version.version == 1
+    np.testing.assert_array_equal(loaded.predict(X.head(20)), model.predict(X.head(20)))
+    with pytest.raises(conveyor.NotFoundError, match="production"):
+        conveyor.load_model("cancer@staging")

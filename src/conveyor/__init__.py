@@ -41,7 +41,17 @@ _EXPORTS: dict[str, str] = {
     "Tracker": "conveyor.tracking.tracker",
     "Settings": "conveyor.settings",
     "load_settings": "conveyor.settings",
+    # model registry
+    "register_model": "conveyor.fluent",
+    "load_model": "conveyor.fluent",
+    "get_registry": "conveyor.fluent",
+    "Registry": "conveyor.registry",
+    "LoadedModel": "conveyor.registry",
+    "ModelVersion": "conveyor.core.registry",
+    "RegisteredModel": "conveyor.core.registry",
+    "AliasEvent": "conveyor.core.registry",
     # errors
+    "UnsupportedModelError": "conveyor.errors",
     "ConveyorError": "conveyor.errors",
     "ConfigError": "conveyor.errors",
     "ValidationError": "conveyor.errors",
@@ -57,16 +67,21 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "ActiveRun",
+    "AliasEvent",
     "ArtifactCorruptedError",
     "ArtifactRecord",
     "ConfigError",
     "ConveyorError",
     "Experiment",
     "FilterSyntaxError",
+    "LoadedModel",
     "Metric",
     "MigrationError",
+    "ModelVersion",
     "NoActiveRunError",
     "NotFoundError",
+    "RegisteredModel",
+    "Registry",
     "Run",
     "RunStatus",
     "Settings",
@@ -74,6 +89,7 @@ __all__ = [
     "StoreError",
     "Tracker",
     "UnsafePathError",
+    "UnsupportedModelError",
     "ValidationError",
     "__version__",
     "active_run",
@@ -81,9 +97,11 @@ __all__ = [
     "download_artifact",
     "end_run",
     "flush",
+    "get_registry",
     "get_run",
     "get_tracker",
     "list_artifacts",
+    "load_model",
     "load_settings",
     "log_artifact",
     "log_input",
@@ -91,6 +109,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "register_model",
     "search_runs",
     "set_tag",
     "set_tags",
@@ -99,6 +118,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from conveyor.core.entities import ArtifactRecord, Experiment, Metric, Run, RunStatus
+    from conveyor.core.registry import AliasEvent, ModelVersion, RegisteredModel
     from conveyor.errors import (
         ArtifactCorruptedError,
         ConfigError,
@@ -110,6 +130,7 @@ if TYPE_CHECKING:
         StateError,
         StoreError,
         UnsafePathError,
+        UnsupportedModelError,
         ValidationError,
     )
     from conveyor.fluent import (
@@ -118,20 +139,24 @@ if TYPE_CHECKING:
         download_artifact,
         end_run,
         flush,
+        get_registry,
         get_run,
         get_tracker,
         list_artifacts,
+        load_model,
         log_artifact,
         log_input,
         log_metric,
         log_metrics,
         log_param,
         log_params,
+        register_model,
         search_runs,
         set_tag,
         set_tags,
         start_run,
     )
+    from conveyor.registry import LoadedModel, Registry
     from conveyor.settings import Settings, load_settings
     from conveyor.tracking.tracker import ActiveRun, Tracker
 

@@ -24,21 +24,27 @@ from conveyor.tracking.writer import flush_all
 if TYPE_CHECKING:
     import pandas as pd
 
+    from conveyor.core.registry import ModelVersion
+    from conveyor.registry import LoadedModel, Registry
+
 __all__ = [
     "active_run",
     "configure",
     "download_artifact",
     "end_run",
     "flush",
+    "get_registry",
     "get_run",
     "get_tracker",
     "list_artifacts",
+    "load_model",
     "log_artifact",
     "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
     "log_params",
+    "register_model",
     "search_runs",
     "set_tag",
     "set_tags",
@@ -47,6 +53,7 @@ __all__ = [
 
 _lock = threading.Lock()
 _tracker: Tracker | None = None
+_registry: Registry | None = None
 _settings: Settings | None = None
 _local = threading.local()
 
@@ -59,7 +66,7 @@ def configure(
     Returns:
         The settings now in force.
     """
-    global _tracker, _settings
+    global _tracker, _registry, _settings
     base = load_settings(project)
     chosen = Settings(
         project=base.project,
@@ -71,7 +78,7 @@ def configure(
         extra=base.extra,
     )
     with _lock:
-        old, _tracker, _settings = _tracker, None, chosen
+        old, _tracker, _registry, _settings = _tracker, None, None, chosen
     if old is not None:
         old.close()
         old.runs.close()
@@ -92,6 +99,63 @@ def get_tracker() -> Tracker:
                 grace_seconds=settings.run_grace_seconds,
             )
         return _tracker
+
+
+def get_registry() -> Registry:
+    """The process's model registry, over the same stores as the tracker."""
+    global _registry
+    tracker = get_tracker()
+    with _lock:
+        if _registry is None:
+            from conveyor.registry import Registry
+            from conveyor.stores.backends import open_model_store
+            from conveyor.tracking.source import detect_source
+
+            assert _settings is not None
+            _registry = Registry(
+                open_model_store(_settings.metadata_uri),
+                tracker.artifacts,
+                tracker=tracker,
+                source_detector=lambda: detect_source(Path.cwd()),
+            )
+        return _registry
+
+
+def register_model(
+    name: str,
+    model: Any,
+    input_example: Any,
+    tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    trusted: bool = False,
+    run_id: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    data_digests: Mapping[str, str] | None = None,
+) -> ModelVersion:
+    """Register ``model`` as the next version of ``name`` (see `Registry.register_model`).
+
+    The active run, if any, is recorded as the run that trained it.
+    """
+    active = active_run()
+    if run_id is None and active is not None:
+        active.flush()  # the registry reads the run's metrics and code version
+        run_id = active.id
+    return get_registry().register_model(
+        name,
+        model,
+        input_example,
+        tags=tags,
+        description=description,
+        trusted=trusted,
+        run_id=run_id,
+        metrics=metrics,
+        data_digests=data_digests,
+    )
+
+
+def load_model(ref: str) -> LoadedModel:
+    """Load ``"name"`` (latest), ``"name/3"`` or ``"name@production"``; ``.predict(df)``."""
+    return get_registry().load_model(ref)
 
 
 def _stack() -> list[ActiveRun]:

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import artifacts, db, runs
+from conveyor.cli import artifacts, db, models, runs
 
 app = typer.Typer(
     name="conveyor",
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(models.app, name="models")
 app.add_typer(db.app, name="db")
 app.command("gc")(artifacts.gc)
 

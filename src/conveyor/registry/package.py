@@ -77,11 +77,24 @@ def capture_environment(packages: Iterable[str]) -> Environment:
     """The running Python and the installed versions of ``packages`` (missing ones skipped)."""
     found: dict[str, str] = {}
     for name in dict.fromkeys(packages):
+        version = _installed_version(name)
+        if version is not None:
+            found[name] = version
+    return Environment(platform.python_version(), found)
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    # The module may come from another distribution of it (xgboost from xgboost-cpu).
+    for dist in importlib.metadata.packages_distributions().get(name, []):
         try:
-            found[name] = importlib.metadata.version(name)
+            return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return Environment(platform.python_version(), found)
+    return None
 
 
 def build_package(
