@@ -90,3 +90,31 @@ def test_register_and_load_a_model_through_the_top_level_api():
     np.testing.assert_array_equal(loaded.predict(X.head(20)), model.predict(X.head(20)))
     with pytest.raises(conveyor.NotFoundError, match="production"):
         conveyor.load_model("cancer@staging")
+
+
+def test_the_issue_pipeline_through_the_top_level_api(project):
+    import pandas as pd
+
+    data = project / "flights.parquet"
+    pd.DataFrame({"x": range(10), "y": [i % 2 for i in range(10)]}).to_parquet(data)
+
+    @conveyor.step
+    def load(path: str) -> pd.DataFrame:
+        return pd.read_parquet(path)
+
+    @conveyor.step(retries=2)
+    def fit(df: pd.DataFrame, max_depth: int = 6) -> dict:
+        return {"rows": len(df), "max_depth": max_depth}
+
+    @conveyor.pipeline
+    def training(path: str = str(data), max_depth: int = 6):
+        df = load(path)
+        fit(df, max_depth=max_depth)
+
+    result = conveyor.run_pipeline(training, params={"max_depth": 8}, cache=True)
+    assert result.status.value == "FINISHED"
+    assert result.outputs["fit"] == {"rows": 10, "max_depth": 8}
+    again = conveyor.run_pipeline(training, params={"max_depth": 8}, cache=True)
+    assert again.steps["fit"].cached
+    assert conveyor.get_run(again.run_id).status.value == "FINISHED"
+    assert fit(pd.DataFrame({"a": [1]}), max_depth=2) == {"rows": 1, "max_depth": 2}  # a plain call

@@ -41,6 +41,17 @@ _EXPORTS: dict[str, str] = {
     "Tracker": "conveyor.tracking.tracker",
     "Settings": "conveyor.settings",
     "load_settings": "conveyor.settings",
+    # pipelines
+    "step": "conveyor.core.step",
+    "Step": "conveyor.core.step",
+    "pipeline": "conveyor.core.pipeline",
+    "Pipeline": "conveyor.core.pipeline",
+    "run_pipeline": "conveyor.fluent",
+    "PipelineResult": "conveyor.runtime.results",
+    "StepResult": "conveyor.runtime.results",
+    "LocalExecutor": "conveyor.runtime.executors.local",
+    "Serializer": "conveyor.runtime.serializers",
+    "register_serializer": "conveyor.runtime.serializers",
     # model registry
     "register_model": "conveyor.fluent",
     "load_model": "conveyor.fluent",
@@ -52,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "AliasEvent": "conveyor.core.registry",
     # errors
     "UnsupportedModelError": "conveyor.errors",
+    "PipelineDefinitionError": "conveyor.errors",
     "ConveyorError": "conveyor.errors",
     "ConfigError": "conveyor.errors",
     "ValidationError": "conveyor.errors",
@@ -75,17 +87,24 @@ __all__ = [
     "Experiment",
     "FilterSyntaxError",
     "LoadedModel",
+    "LocalExecutor",
     "Metric",
     "MigrationError",
     "ModelVersion",
     "NoActiveRunError",
     "NotFoundError",
+    "Pipeline",
+    "PipelineDefinitionError",
+    "PipelineResult",
     "RegisteredModel",
     "Registry",
     "Run",
     "RunStatus",
+    "Serializer",
     "Settings",
     "StateError",
+    "Step",
+    "StepResult",
     "StoreError",
     "Tracker",
     "UnsafePathError",
@@ -109,16 +128,22 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "pipeline",
     "register_model",
+    "register_serializer",
+    "run_pipeline",
     "search_runs",
     "set_tag",
     "set_tags",
     "start_run",
+    "step",
 ]
 
 if TYPE_CHECKING:
     from conveyor.core.entities import ArtifactRecord, Experiment, Metric, Run, RunStatus
+    from conveyor.core.pipeline import Pipeline, pipeline
     from conveyor.core.registry import AliasEvent, ModelVersion, RegisteredModel
+    from conveyor.core.step import Step, step
     from conveyor.errors import (
         ArtifactCorruptedError,
         ConfigError,
@@ -127,6 +152,7 @@ if TYPE_CHECKING:
         MigrationError,
         NoActiveRunError,
         NotFoundError,
+        PipelineDefinitionError,
         StateError,
         StoreError,
         UnsafePathError,
@@ -151,12 +177,16 @@ if TYPE_CHECKING:
         log_param,
         log_params,
         register_model,
+        run_pipeline,
         search_runs,
         set_tag,
         set_tags,
         start_run,
     )
     from conveyor.registry import LoadedModel, Registry
+    from conveyor.runtime.executors.local import LocalExecutor
+    from conveyor.runtime.results import PipelineResult, StepResult
+    from conveyor.runtime.serializers import Serializer, register_serializer
     from conveyor.settings import Settings, load_settings
     from conveyor.tracking.tracker import ActiveRun, Tracker
 

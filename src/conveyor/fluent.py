@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,11 @@ from conveyor.tracking.writer import flush_all
 if TYPE_CHECKING:
     import pandas as pd
 
+    from conveyor.core.pipeline import Pipeline
     from conveyor.core.registry import ModelVersion
     from conveyor.registry import LoadedModel, Registry
+    from conveyor.runtime.executors.base import Executor
+    from conveyor.runtime.results import PipelineResult, StepEvent
 
 __all__ = [
     "active_run",
@@ -45,6 +48,7 @@ __all__ = [
     "log_param",
     "log_params",
     "register_model",
+    "run_pipeline",
     "search_runs",
     "set_tag",
     "set_tags",
@@ -156,6 +160,31 @@ def register_model(
 def load_model(ref: str) -> LoadedModel:
     """Load ``"name"`` (latest), ``"name/3"`` or ``"name@production"``; ``.predict(df)``."""
     return get_registry().load_model(ref)
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    params: Mapping[str, Any] | None = None,
+    *,
+    cache: bool = True,
+    executor: Executor | None = None,
+    experiment: str | None = None,
+    resume: str | None = None,
+    on_event: Callable[[StepEvent], None] | None = None,
+) -> PipelineResult:
+    """Run a ``@pipeline`` with the default tracker (see `conveyor.runtime.runner.run_pipeline`)."""
+    from conveyor.runtime.runner import run_pipeline as run
+
+    return run(
+        pipeline,
+        params,
+        cache=cache,
+        executor=executor,
+        tracker=get_tracker(),
+        experiment=experiment,
+        resume=resume,
+        on_event=on_event,
+    )
 
 
 def _stack() -> list[ActiveRun]:

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import artifacts, db, models, runs
+from conveyor.cli import artifacts, db, lineage, models, run, runs
 
 app = typer.Typer(
     name="conveyor",
@@ -25,6 +25,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+app.command("run")(run.run)
+runs.app.command("lineage")(lineage.lineage)
 app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(models.app, name="models")
