@@ -86,3 +86,37 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+EVIDENTLY_VERSION = "0.7.23"
+EVIDENTLY_REQUIREMENTS = [
+    f"evidently=={EVIDENTLY_VERSION}",
+    "pandas<3",
+    "scipy",
+    "numpy",
+    "pyarrow",
+]
+EVIDENTLY_VENV = ROOT / ".venv-evidently"
+EVIDENTLY_STAMP = EVIDENTLY_VENV / f".installed-evidently-{EVIDENTLY_VERSION}"
+EVIDENTLY_OVERRIDE = "CONVEYOR_EVIDENTLY_PYTHON"
+
+
+def ensure_evidently() -> Path:
+    """Create ``.venv-evidently`` with Evidently (which needs pandas<3) unless stamped; its python.
+
+    ``CONVEYOR_EVIDENTLY_PYTHON=/path/to/python`` uses an interpreter that already has it.
+    """
+    override = os.environ.get(EVIDENTLY_OVERRIDE)
+    if override:
+        if not Path(override).exists():
+            raise SystemExit(f"{EVIDENTLY_OVERRIDE}={override} does not exist")
+        return Path(override)
+    python = EVIDENTLY_VENV / "bin" / "python"
+    if EVIDENTLY_STAMP.exists() and python.exists():
+        return python
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, *EVIDENTLY_REQUIREMENTS], check=True)
+    EVIDENTLY_STAMP.touch()
+    return python
