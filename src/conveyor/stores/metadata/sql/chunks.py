@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-import numpy as np
 
 from conveyor.core.entities import Metric
 from conveyor.stores.metadata.base import MetricRow
 
 __all__ = ["decode_history", "encode_chunks", "latest_of_chunks"]
 
-_STEP = np.dtype("<i8")
-_VALUE = np.dtype("<f8")
+# Writing uses the standard library's arrays (numpy costs 100 ms to import, and a
+# short pipeline writes but never reads history); reading uses numpy.
+_STEP = "<i8"
+_VALUE = "<f8"
+
+
+def _packed(code: str, items: list[Any]) -> bytes:
+    packed = array(code, items)
+    if sys.byteorder == "big":
+        packed.byteswap()  # stored little-endian everywhere
+    return packed.tobytes()
 
 
 def encode_chunks(rows: Sequence[MetricRow]) -> list[dict[str, Any]]:
@@ -29,17 +38,16 @@ def encode_chunks(rows: Sequence[MetricRow]) -> list[dict[str, Any]]:
         group[2].append(ts)
     chunks = []
     for (run_id, key), (steps, values, stamps) in groups.items():
-        step_array = np.asarray(steps, dtype=_STEP)
         chunks.append(
             {
                 "run_id": run_id,
                 "key": key,
                 "count": len(steps),
-                "min_step": int(step_array.min()),
-                "max_step": int(step_array.max()),
-                "steps_blob": step_array.tobytes(),
-                "values_blob": np.asarray(values, dtype=_VALUE).tobytes(),
-                "timestamps_blob": np.asarray(stamps, dtype=_STEP).tobytes(),
+                "min_step": min(steps),
+                "max_step": max(steps),
+                "steps_blob": _packed("q", steps),
+                "values_blob": _packed("d", values),
+                "timestamps_blob": _packed("q", stamps),
                 # carried for latest_of_chunks, not a column
                 "_latest": _latest_point(steps, values, stamps),
             }
@@ -76,6 +84,8 @@ def decode_history(key: str, chunks: Sequence[tuple[bytes, bytes, bytes]]) -> li
     """Every point of the chunks, ordered by step, then timestamp, then write order."""
     if not chunks:
         return []
+    import numpy as np
+
     steps = np.concatenate([np.frombuffer(c[0], dtype=_STEP) for c in chunks])
     values = np.concatenate([np.frombuffer(c[1], dtype=_VALUE) for c in chunks])
     stamps = np.concatenate([np.frombuffer(c[2], dtype=_STEP) for c in chunks])

@@ -9,6 +9,7 @@ never block writers.
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 import time
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -188,8 +188,9 @@ def upsert(
     """
     if not rows:
         return
-    dialect_insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
-    stmt = dialect_insert(table)
+    # Each dialect's insert() knows ON CONFLICT; loaded only for the dialect in use.
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{conn.dialect.name}")
+    stmt: Any = dialect.insert(table)
     if update:
         from sqlalchemy import text
 
