@@ -9,7 +9,8 @@ against the builtins (``except KeyError``, ``except ValueError``) keeps working.
     │   ├── FilterSyntaxError                 a search filter does not parse; points at the token
     │   ├── UnsafePathError                   an artifact path would leave its root
     │   ├── PipelineDefinitionError           a pipeline's DAG is invalid; names step and argument
-    │   └── UnsupportedModelError             no safe format holds a model, and it is not trusted
+    │   ├── UnsupportedModelError             no safe format holds a model, and it is not trusted
+    │   └── TrainingError                     NaN/inf in training data or loss; a fit that failed
     ├── NotFoundError (KeyError)              a run, experiment or artifact does not exist
     ├── StateError (RuntimeError)             an operation is not allowed in the current state
     │   └── NoActiveRunError                  a logging call with no run started
@@ -31,6 +32,7 @@ __all__ = [
     "PipelineDefinitionError",
     "StateError",
     "StoreError",
+    "TrainingError",
     "UnsafePathError",
     "UnsupportedModelError",
     "ValidationError",
@@ -134,3 +136,11 @@ class UnsupportedModelError(ValidationError):
 
     def __init__(self, rule: str, message: str | None = None) -> None:
         super().__init__("model", rule, message)
+
+
+class TrainingError(ValidationError):
+    """Training cannot give a usable model.
+
+    NaN or infinity in the features, the target or the loss, predictions that are NaN,
+    or (when asked to be strict) a fit that did not converge.
+    """
