@@ -10,7 +10,8 @@ against the builtins (``except KeyError``, ``except ValueError``) keeps working.
     │   ├── UnsafePathError                   an artifact path would leave its root
     │   ├── PipelineDefinitionError           a pipeline's DAG is invalid; names step and argument
     │   ├── UnsupportedModelError             no safe format holds a model, and it is not trusted
-    │   └── TrainingError                     NaN/inf in training data or loss; a fit that failed
+    │   ├── TrainingError                     NaN/inf in training data or loss; a fit that failed
+    │   └── DataValidationError               data breaks its schema; names column, rule, examples
     ├── NotFoundError (KeyError)              a run, experiment or artifact does not exist
     ├── StateError (RuntimeError)             an operation is not allowed in the current state
     │   └── NoActiveRunError                  a logging call with no run started
@@ -25,6 +26,7 @@ __all__ = [
     "ArtifactCorruptedError",
     "ConfigError",
     "ConveyorError",
+    "DataValidationError",
     "FilterSyntaxError",
     "MigrationError",
     "NoActiveRunError",
@@ -144,3 +146,17 @@ class TrainingError(ValidationError):
     NaN or infinity in the features, the target or the loss, predictions that are NaN,
     or (when asked to be strict) a fit that did not converge.
     """
+
+
+class DataValidationError(ValidationError):
+    """Data breaks its schema in a way the schema's policy says must stop the stage.
+
+    Attributes:
+        column: the first failing column.
+        anomalies: every failing anomaly (``conveyor.lifecycle.Anomaly``), in report order.
+    """
+
+    def __init__(self, column: str, rule: str, message: str, anomalies: list[object]) -> None:
+        self.column = column
+        self.anomalies = list(anomalies)
+        super().__init__(column, rule, message)
