@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial import distance
@@ -43,12 +43,10 @@ samples = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(samples, samples)
 def test_ks_matches_scipy_auto_on_small_samples(a, b):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        # scipy warns where its exact sum fails and it falls back; conveyor follows it there too
+        warnings.simplefilter("ignore", RuntimeWarning)
         expected = stats.ks_2samp(a, b)  # method="auto": exact at these sizes
-    # Where scipy's exact sum rounds outside [0, 1] it warns and falls back to the
-    # asymptotic formula; conveyor keeps the exact value there (see the ADR).
-    assume(not caught)
     got = methods.ks(num(a), num(b))
     assert got.statistic == pytest.approx(expected.statistic, **TOL)
     assert got.p_value == pytest.approx(expected.pvalue, **TOL)
@@ -88,11 +86,28 @@ def test_ks_asymptotic_matches_scipy_for_large_samples(shift):
         assert got.p_value == pytest.approx(expected.pvalue, **TOL)
 
 
-def test_exact_p_value_helper_rounds_d_to_the_lattice():
-    d, p = methods.ks_exact_pvalue(3, 4, 0.5000000001)
-    assert d == 6 / 12
-    assert p == pytest.approx(stats.ks_2samp([0, 1, 2], [0.5, 1.5, 2.5, 3.5]).pvalue, **TOL)
-    assert methods.ks_exact_pvalue(5, 5, 0.0) == (0.0, 1.0)
+@pytest.mark.parametrize("shift", [0.0, 0.1, 0.15, 0.3])
+def test_ks_exact_for_strong_drift_at_ten_thousand(shift):
+    rng = np.random.default_rng(5)
+    a, b = rng.uniform(size=10_000), rng.uniform(shift, 1 + shift, 10_000)
+    expected = stats.ks_2samp(a, b)
+    got = methods.ks(num(a), num(b))
+    assert (got.statistic, got.p_value) == pytest.approx(
+        (expected.statistic, expected.pvalue), **TOL
+    )
+
+
+def test_ks_from_value_counts_is_exact():
+    values, counts = np.array([1.0, 2.0, 3.0]), np.array([5, 1, 7])
+    weighted = type(num([0]))(values=values, weights=counts, count=13, minimum=1.0, maximum=3.0)
+    raw = np.repeat(values, counts)
+    expected = stats.ks_2samp(raw, [2.0, 3.0, 3.0])
+    got = methods.ks(weighted, num([2.0, 3.0, 3.0]))
+    assert (got.statistic, got.p_value, got.error_bound) == (
+        expected.statistic,
+        expected.pvalue,
+        0.0,
+    )
 
 
 # --- Wasserstein ---------------------------------------------------------------------
