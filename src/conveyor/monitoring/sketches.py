@@ -121,7 +121,7 @@ class Moments:
             return
         mean = float(values.mean())
         deviations = values - mean
-        m2 = float(np.dot(deviations, deviations))
+        m2 = float(np.square(deviations, out=deviations).sum())
         chunk = Moments(int(values.size), mean, m2, float(values[0]), float(values[-1]))
         self._absorb(chunk)
 
