@@ -37,6 +37,8 @@ bench: setup
 	$(BIN)/python bench/peers.py ensure
 	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_tracking.py
+	$(BIN)/python bench/bench_pipelines.py
+	$(BIN)/python bench/bench_drift.py
 
 # Re-pin every dependency of the dev environment (run after changing pyproject.toml).
 lock:

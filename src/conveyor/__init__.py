@@ -52,6 +52,13 @@ _EXPORTS: dict[str, str] = {
     "LocalExecutor": "conveyor.runtime.executors.local",
     "Serializer": "conveyor.runtime.serializers",
     "register_serializer": "conveyor.runtime.serializers",
+    # monitoring
+    "profile": "conveyor.monitoring",
+    "drift": "conveyor.monitoring",
+    "Profile": "conveyor.monitoring",
+    "DriftReport": "conveyor.monitoring",
+    "ColumnDrift": "conveyor.monitoring",
+    "Reference": "conveyor.monitoring",
     # model registry
     "register_model": "conveyor.fluent",
     "load_model": "conveyor.fluent",
@@ -82,8 +89,10 @@ __all__ = [
     "AliasEvent",
     "ArtifactCorruptedError",
     "ArtifactRecord",
+    "ColumnDrift",
     "ConfigError",
     "ConveyorError",
+    "DriftReport",
     "Experiment",
     "FilterSyntaxError",
     "LoadedModel",
@@ -96,6 +105,8 @@ __all__ = [
     "Pipeline",
     "PipelineDefinitionError",
     "PipelineResult",
+    "Profile",
+    "Reference",
     "RegisteredModel",
     "Registry",
     "Run",
@@ -114,6 +125,7 @@ __all__ = [
     "active_run",
     "configure",
     "download_artifact",
+    "drift",
     "end_run",
     "flush",
     "get_registry",
@@ -129,6 +141,7 @@ __all__ = [
     "log_param",
     "log_params",
     "pipeline",
+    "profile",
     "register_model",
     "register_serializer",
     "run_pipeline",
@@ -183,6 +196,7 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
+    from conveyor.monitoring import ColumnDrift, DriftReport, Profile, Reference, drift, profile
     from conveyor.registry import LoadedModel, Registry
     from conveyor.runtime.executors.local import LocalExecutor
     from conveyor.runtime.results import PipelineResult, StepResult

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import artifacts, db, lineage, models, run, runs
+from conveyor.cli import artifacts, db, lineage, models, monitor, run, runs
 
 app = typer.Typer(
     name="conveyor",
@@ -30,6 +30,7 @@ runs.app.command("lineage")(lineage.lineage)
 app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(models.app, name="models")
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(db.app, name="db")
 app.command("gc")(artifacts.gc)
 
