@@ -8,10 +8,14 @@ Example::
     profile, schema = lc.analyze(ds)
     schema.save("schema.yaml")  # edit it, then Schema.load("schema.yaml")
     report = lc.check(ds, schema)  # report.ok, report.anomalies
+    prepared = lc.prepare(ds, schema, target="late", split="time", time_column="time_hour")
+    model = lc.make_model_pipeline(prepared.transform, estimator).fit(
+        prepared.X_train, prepared.y_train
+    )
 
 Outside a ``@pipeline`` each stage is a plain function. Importing this package
 registers serializers for its results (`Dataset` as Parquet with its metadata,
-`Schema` as YAML, `AnomalyReport` as JSON, monitoring's
+`Schema` as YAML, `AnomalyReport` as JSON, `Prepared` as a zip, monitoring's
 ``Profile`` as JSON), so they are storable step outputs. ``train``, ``tune``,
 ``evaluate``, ``validate`` and ``register_version`` are loaded on first use.
 """
@@ -28,13 +32,17 @@ from conveyor.lifecycle.analyze import analyze, infer_schema
 from conveyor.lifecycle.check import check
 from conveyor.lifecycle.datasets import flights_months, load_flights
 from conveyor.lifecycle.extract import Dataset, Watermark, extract, fingerprint
+from conveyor.lifecycle.prepare import Prepared, prepare, split_frame
 from conveyor.lifecycle.schema import Anomaly, AnomalyReport, ColumnSchema, Schema
+from conveyor.lifecycle.transform import make_feature_transform, make_model_pipeline
 
 __all__ = [
     "Anomaly",
     "AnomalyReport",
     "ColumnSchema",
     "Dataset",
+    "FeatureTransform",
+    "Prepared",
     "Schema",
     "Watermark",
     "analyze",
@@ -45,7 +53,11 @@ __all__ = [
     "flights_months",
     "infer_schema",
     "load_flights",
+    "make_feature_transform",
+    "make_model_pipeline",
+    "prepare",
     "register_version",
+    "split_frame",
     "train",
     "tune",
     "validate",
@@ -58,6 +70,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "evaluate": ("conveyor.lifecycle.evaluate", "evaluate"),
     "validate": ("conveyor.lifecycle.validate", "validate"),
     "register_version": ("conveyor.lifecycle.register", "register_version"),
+    # The transform `prepare` fits is scikit-learn's own class (skops saves it as is).
+    "FeatureTransform": ("sklearn.compose", "ColumnTransformer"),
 }
 
 
@@ -115,6 +129,14 @@ def _register_serializers() -> None:
         "application/json",
         AnomalyReport.to_bytes,
         AnomalyReport.from_bytes,
+    )
+    _layers.register_serializer(
+        Prepared,
+        "conveyor.prepared",
+        ".zip",
+        "application/zip",
+        Prepared.to_bytes,
+        Prepared.from_bytes,
     )
     _layers.register_serializer(
         f"{_layers.MONITORING_PROFILE}:Profile",
