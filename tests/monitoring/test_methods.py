@@ -11,8 +11,8 @@ from scipy.spatial import distance
 
 from conveyor.monitoring import methods
 from conveyor.monitoring.samples import CategoricalSample, categorical_sample, numeric_sample
-from conveyor.monitoring.sketches import QuantileSketch
-from conveyor.monitoring.tables import Column
+from conveyor.profiling.sketches import QuantileSketch
+from conveyor.profiling.tables import Column
 
 TOL = {"rel": 1e-9, "abs": 1e-9}
 

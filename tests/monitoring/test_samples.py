@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from conveyor.monitoring.profile import profile
 from conveyor.monitoring.samples import (
     OTHER,
     categorical_sample,
@@ -12,7 +11,8 @@ from conveyor.monitoring.samples import (
     profile_categorical_sample,
     profile_numeric_sample,
 )
-from conveyor.monitoring.tables import Column
+from conveyor.profiling.profile import profile
+from conveyor.profiling.tables import Column
 
 
 def test_numeric_sample_sorts_finite_values_and_counts_the_rest():

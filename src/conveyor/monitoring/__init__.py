@@ -14,8 +14,8 @@ Example::
 from __future__ import annotations
 
 from conveyor.monitoring.drift import METHODS, Reference, drift
-from conveyor.monitoring.profile import ColumnProfile, Profile, profile
 from conveyor.monitoring.results import ColumnDrift, DriftReport, Histogram
+from conveyor.profiling.profile import ColumnProfile, Profile, profile
 
 __all__ = [
     "METHODS",

@@ -39,7 +39,6 @@ from typing import Any, Literal
 
 from conveyor.errors import ValidationError
 from conveyor.monitoring import methods as m
-from conveyor.monitoring.profile import Profile, profile
 from conveyor.monitoring.results import ColumnDrift, DriftReport, histogram
 from conveyor.monitoring.samples import (
     CategoricalSample,
@@ -49,7 +48,8 @@ from conveyor.monitoring.samples import (
     profile_categorical_sample,
     profile_numeric_sample,
 )
-from conveyor.monitoring.tables import Kind, Source, open_source
+from conveyor.profiling.profile import Profile, profile
+from conveyor.profiling.tables import Kind, Source, open_source
 
 __all__ = ["METHODS", "ColumnDrift", "DriftReport", "Method", "Reference", "drift"]
 

@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from conveyor.monitoring.tables import Column, count_values
+from conveyor.profiling.tables import Column, count_values
 
 if TYPE_CHECKING:
-    from conveyor.monitoring.profile import ColumnProfile
+    from conveyor.profiling.profile import ColumnProfile
 
 __all__ = [
     "OTHER",

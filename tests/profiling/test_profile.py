@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.errors import ValidationError
-from conveyor.monitoring import Profile, profile
+from conveyor.profiling import Profile, profile
 
 
 def test_profile_counts_types_and_moments():
@@ -151,7 +151,7 @@ def test_memory_stays_bounded_on_a_big_parquet_file(tmp_path):
             writer.write_table(pa.table(columns, schema=schema), row_group_size=250_000)
     # VmHWM, not ru_maxrss: the latter inherits the forking parent's (pytest's) peak.
     code = (
-        "from conveyor.monitoring import profile; "
+        "from conveyor.profiling import profile; "
         f"p = profile({str(path)!r}); assert p.rows == 3_000_000, p.rows; "
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
     )

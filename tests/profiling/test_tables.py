@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from conveyor.errors import ValidationError
-from conveyor.monitoring.tables import count_values, open_source
+from conveyor.profiling.tables import count_values, open_source
 
 
 def _mixed() -> pd.DataFrame:

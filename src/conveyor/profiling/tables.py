@@ -1,4 +1,4 @@
-"""Tabular input for monitoring (pandas, polars, pyarrow, Parquet) as typed columns or batches."""
+"""Tabular input (pandas, polars, pyarrow, Parquet) as typed columns or row batches."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Column:
 
 
 def arrow_kind(kind: pa.DataType) -> Kind | None:
-    """The monitoring kind of an arrow type, or None for types that are not monitored."""
+    """The profiling kind of an arrow type, or None for types that are not profiled."""
     if pa.types.is_boolean(kind):
         return "boolean"
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conveyor.monitoring.sketches import (
+from conveyor.profiling.sketches import (
     FrequencySketch,
     HyperLogLog,
     Moments,

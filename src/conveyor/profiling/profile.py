@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from conveyor.errors import ValidationError
-from conveyor.monitoring.sketches import (
+from conveyor.profiling.sketches import (
     FloatArray,
     FrequencySketch,
     HyperLogLog,
@@ -25,7 +25,7 @@ from conveyor.monitoring.sketches import (
     hash_floats,
     hash_strings,
 )
-from conveyor.monitoring.tables import Column, Kind, Source, count_values, open_source
+from conveyor.profiling.tables import Column, Kind, Source, count_values, open_source
 
 __all__ = ["ColumnProfile", "Profile", "profile"]
 
