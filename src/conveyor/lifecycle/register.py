@@ -1,0 +1,176 @@
+"""`register_version`: the last offline stage: a gated model becomes a registry version.
+
+The version carries the evaluation's metrics, the gate decision (``gate.*`` tags),
+the data fingerprints, the reference profile's sha256 and the code version; an alias
+moves only for a passed decision (or ``force=True`` with a reason), as an audited event.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from conveyor.core.entities import SourceVersion
+from conveyor.core.step import step
+from conveyor.errors import ValidationError
+from conveyor.lifecycle.evaluate import Evaluation, finite, unwrap_model
+from conveyor.lifecycle.validate import GateDecision
+
+if TYPE_CHECKING:
+    from conveyor.core.registry import ModelVersion
+    from conveyor.registry.registry import Registry
+
+__all__ = ["PROFILE_TAG", "register_version"]
+
+# The registry's register_model has no profile argument yet; the sha256 goes in this tag.
+PROFILE_TAG = "conveyor.profile_sha256"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MAX_TAG = 5000
+
+
+@step(cache=False)
+def register_version(
+    registry: Registry,
+    name: str,
+    model: Any,
+    input_example: Any,
+    *,
+    evaluation: Evaluation | None = None,
+    decision: GateDecision | None = None,
+    run_id: str | None = None,
+    data_digests: Mapping[str, str] | None = None,
+    profile: bytes | str | None = None,
+    code: SourceVersion | str | None = None,
+    alias: str | None = None,
+    reason: str | None = None,
+    force: bool = False,
+    trusted: bool = False,
+    description: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    actor: str | None = None,
+) -> ModelVersion:
+    """Register ``model`` as the next version of ``name``, if its gate passed.
+
+    Args:
+        registry: the model registry.
+        name: the model's name.
+        model: a fitted model, a `Trained` or a `Tuned`.
+        input_example: a few rows of input (the signature is inferred from them).
+        evaluation: its metrics become the version's metrics (finite ones).
+        decision: the gate decision; recorded as ``gate.passed``, ``gate.reasons`` (JSON)
+            and ``gate.metric``/``gate.delta``/``gate.ci_low`` when it compared.
+        run_id: the run that trained the model.
+        data_digests: sha256 of the datasets the model was trained on, by name.
+        profile: the reference profile (its bytes, stored in the artifact store, or its
+            sha256), recorded in the ``conveyor.profile_sha256`` tag.
+        code: the code version (a `SourceVersion` or a git sha), recorded in the
+            ``conveyor.code.git_sha`` and ``conveyor.code.diff_hash`` tags.
+        alias: move this alias (``staging``, ``production``…) to the new version.
+        reason: why, recorded with the alias move (a default names the gate).
+        force: register (and move the alias) although the decision failed; needs a
+            ``reason``, and records ``gate.forced``.
+        trusted: allow pickle for a model no safe format holds (see the registry).
+        description: the version's description.
+        tags: more tags for the version.
+        actor: who moves the alias (the operating-system user by default).
+
+    Returns:
+        The new version.
+
+    Raises:
+        ValidationError: the decision failed (and no ``force``), an alias was asked for
+            without a decision, ``force`` without a reason, or a malformed profile digest.
+    """
+    passed = decision is not None and decision.passed
+    if decision is not None and not passed and not force:
+        failures = "; ".join(decision.failures) or "the gate did not pass"
+        raise ValidationError(
+            "decision",
+            "must have passed to register",
+            f"refusing to register {name!r}: {failures}. Pass force=True with a reason to "
+            "register it anyway (recorded as gate.forced).",
+        )
+    if alias is not None and decision is None and not force:
+        raise ValidationError(
+            "decision", "is required to move an alias: no model reaches an alias but through a gate"
+        )
+    forced = force and not passed and (decision is not None or alias is not None)
+    if forced and not (reason and reason.strip()):
+        raise ValidationError("reason", "is required with force=True (it is recorded)")
+    all_tags = {**dict(tags or {}), **_gate_tags(decision)}
+    if forced:
+        all_tags["gate.forced"] = "true"
+    all_tags.update(_profile_tag(registry, profile))
+    all_tags.update(_code_tags(code))
+    version = registry.register_model(
+        name,
+        unwrap_model(model),
+        input_example,
+        tags=all_tags,
+        description=description,
+        trusted=trusted,
+        run_id=run_id,
+        metrics=finite(evaluation.metrics) if evaluation is not None else None,
+        data_digests=data_digests,
+    )
+    if alias is not None:
+        why = reason or _default_reason(version.version, decision)
+        registry.set_alias(name, alias, version.version, reason=why, actor=actor)
+    return version
+
+
+def _gate_tags(decision: GateDecision | None) -> dict[str, str]:
+    if decision is None:
+        return {}
+    tags = {"gate.passed": str(decision.passed).lower(), "gate.reasons": _reasons(decision)}
+    comparison = decision.evidence.get("comparison") or {}
+    for key in ("delta", "ci_low", "ci_high"):
+        if key in comparison:
+            tags[f"gate.{key}"] = f"{comparison[key]:.6g}"
+    if "metric" in decision.evidence:
+        tags["gate.metric"] = str(decision.evidence["metric"])
+    champion = decision.evidence.get("champion")
+    if champion:
+        tags["gate.champion"] = str(champion.get("ref"))
+    return tags
+
+
+def _reasons(decision: GateDecision) -> str:
+    """The reasons as a JSON list, dropping the last ones if it would exceed a tag's size."""
+    reasons = list(decision.reasons)
+    text = json.dumps(reasons, ensure_ascii=False)
+    while len(text) > _MAX_TAG and reasons:
+        reasons = reasons[:-1]
+        text = json.dumps([*reasons, "… (more reasons cut)"], ensure_ascii=False)
+    return text
+
+
+def _profile_tag(registry: Registry, profile: bytes | str | None) -> dict[str, str]:
+    if profile is None:
+        return {}
+    if isinstance(profile, bytes):
+        return {PROFILE_TAG: registry.artifacts.put_bytes(profile).sha256}
+    if not _SHA256.fullmatch(profile):
+        raise ValidationError(
+            "profile", "must be the profile's bytes or its sha256 (64 hex digits)"
+        )
+    return {PROFILE_TAG: profile}
+
+
+def _code_tags(code: SourceVersion | str | None) -> dict[str, str]:
+    if code is None:
+        return {}
+    source = SourceVersion(git_sha=code) if isinstance(code, str) else code
+    tags = {"conveyor.code.git_sha": source.git_sha} if source.git_sha else {}
+    if source.diff_hash:
+        tags["conveyor.code.diff_hash"] = source.diff_hash
+    return tags
+
+
+def _default_reason(version: int, decision: GateDecision | None) -> str:
+    if decision is None or not decision.passed:
+        return f"version {version} registered without a passed gate"
+    checks = "; ".join(r for r in decision.reasons if not r.startswith("note:"))
+    return f"version {version} passed its gate: {checks}"
