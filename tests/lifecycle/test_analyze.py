@@ -5,7 +5,7 @@ from sklearn.datasets import load_wine
 
 from conveyor.errors import ValidationError
 from conveyor.lifecycle import Dataset, Schema, analyze, check
-from conveyor.monitoring import Profile
+from conveyor.profiling import Profile
 
 
 def mixed() -> pd.DataFrame:

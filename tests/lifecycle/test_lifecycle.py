@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import conveyor.lifecycle as lc
-from conveyor.monitoring import Profile
+from conveyor.profiling import Profile
 from conveyor.runtime.serializers import get_serializer, serializer_for_type
 
 

@@ -15,7 +15,7 @@ Example::
 
 Outside a ``@pipeline`` each stage is a plain function. Importing this package
 registers serializers for its results (`Dataset` as Parquet with its metadata,
-`Schema` as YAML, `AnomalyReport` as JSON, `Prepared` as a zip, monitoring's
+`Schema` as YAML, `AnomalyReport` as JSON, `Prepared` as a zip, the profiler's
 ``Profile`` as JSON), so they are storable step outputs. ``train``, ``tune``,
 ``evaluate``, ``validate`` and ``register_version`` are loaded on first use.
 """
@@ -35,6 +35,7 @@ from conveyor.lifecycle.extract import Dataset, Watermark, extract, fingerprint
 from conveyor.lifecycle.prepare import Prepared, prepare, split_frame
 from conveyor.lifecycle.schema import Anomaly, AnomalyReport, ColumnSchema, Schema
 from conveyor.lifecycle.transform import make_feature_transform, make_model_pipeline
+from conveyor.profiling import Profile
 
 __all__ = [
     "Anomaly",
@@ -139,12 +140,12 @@ def _register_serializers() -> None:
         Prepared.from_bytes,
     )
     _layers.register_serializer(
-        f"{_layers.MONITORING_PROFILE}:Profile",
+        Profile,
         "conveyor.profile",
         ".json",
         "application/json",
-        lambda profile: profile.to_bytes(),
-        lambda data: _layers.profile_module().Profile.from_bytes(data),
+        Profile.to_bytes,
+        Profile.from_bytes,
     )
 
 

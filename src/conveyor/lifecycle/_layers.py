@@ -1,32 +1,23 @@
-"""The only two places where lifecycle reaches up the layers, until the layer order is settled.
+"""The one place where lifecycle reaches up the layers, until runtime registers its serializers.
 
-pyproject's layers contract puts lifecycle below runtime and monitoring, yet
-``analyze`` reuses monitoring's profiler and lifecycle's results must be
-storable step outputs, which takes runtime's serializer registry. import-linter
-sees every ``import`` statement, also one inside a function, so both go through
-`importlib` here, named in one module, to be replaced by plain imports once the
-layers allow them (ADR 10):
-
-- ``conveyor.monitoring.profile`` (`profile_module`), used by ``analyze``;
-- ``conveyor.runtime.serializers`` (`register_serializer`), used when lifecycle is imported.
+pyproject's layers contract puts lifecycle below runtime, yet lifecycle's
+results must be storable step outputs, which takes runtime's serializer
+registry. import-linter sees every ``import`` statement, also one inside a
+function, so ``conveyor.runtime.serializers`` is loaded through `importlib`
+here, named in one module, until runtime registers these serializers itself
+(ADR 10). (The profiler that ``analyze`` uses now sits below lifecycle, in
+``conveyor.profiling``: ADR 12.)
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
-__all__ = ["profile_module", "register_serializer"]
+__all__ = ["register_serializer"]
 
-MONITORING_PROFILE = "conveyor.monitoring.profile"
 RUNTIME_SERIALIZERS = "conveyor.runtime.serializers"
-
-
-def profile_module() -> ModuleType:
-    """``conveyor.monitoring.profile`` (its `profile` function and `Profile` class)."""
-    return importlib.import_module(MONITORING_PROFILE)
 
 
 def register_serializer(

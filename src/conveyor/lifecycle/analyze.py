@@ -1,16 +1,14 @@
-"""Analyze: a dataset's `Profile` (monitoring's profiler) and the `Schema` inferred from it."""
+"""Analyze: a dataset's `Profile` (``conveyor.profiling``) and the `Schema` inferred from it."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pandas as pd
 from pandas.api import types as ptypes
 
 from conveyor.core.step import step
 from conveyor.errors import ValidationError
-from conveyor.lifecycle import _layers
 from conveyor.lifecycle.extract import Dataset, as_frame
 from conveyor.lifecycle.schema import (
     DEFAULT_NULL_RATE_TOLERANCE,
@@ -19,21 +17,20 @@ from conveyor.lifecycle.schema import (
     Schema,
     Type,
 )
+from conveyor.profiling import ColumnProfile, Profile, profile
 
 __all__ = ["MAX_CATEGORIES", "analyze", "infer_schema"]
 
 MAX_CATEGORIES = 50
 
 
-# The profile is annotated Any until lifecycle may import monitoring (see _layers): an
-# annotation naming monitoring's Profile would be an import import-linter counts.
 @step(outputs=("profile", "schema"))
 def analyze(
     data: pd.DataFrame | Dataset,
     max_categories: int = MAX_CATEGORIES,
     range_slack: float = 0.0,
     null_rate_tolerance: float = DEFAULT_NULL_RATE_TOLERANCE,
-) -> tuple[Any, Schema]:
+) -> tuple[Profile, Schema]:
     """Profile the data and infer the schema it meets, as TFDV does.
 
     Each column gets a type (int, float, bool, string, category, datetime), whether
@@ -49,7 +46,7 @@ def analyze(
         null_rate_tolerance: how far a null rate may rise before ``null_rate_jump``.
 
     Returns:
-        The profile (``conveyor.monitoring.Profile``) and the schema.
+        The profile (``conveyor.profiling.Profile``) and the schema.
 
     Raises:
         ValidationError: for data that is not a table or arguments out of range.
@@ -62,19 +59,19 @@ def analyze(
         raise ValidationError("null_rate_tolerance", "must be between 0 and 1")
     frame = as_frame(data)
     _check_names(frame)
-    profile = _layers.profile_module().profile(frame)
+    stats = profile(frame)
     schema = infer_schema(
-        profile,
+        stats,
         frame,
         max_categories=max_categories,
         range_slack=range_slack,
         null_rate_tolerance=null_rate_tolerance,
     )
-    return profile, schema
+    return stats, schema
 
 
 def infer_schema(
-    profile: Any,
+    stats: Profile,
     frame: pd.DataFrame,
     *,
     max_categories: int = MAX_CATEGORIES,
@@ -85,17 +82,17 @@ def infer_schema(
     columns: dict[str, ColumnSchema] = {}
     for position, name in enumerate(str(c) for c in frame.columns):
         series = frame.iloc[:, position]
-        stats = profile.columns.get(name)
-        if stats is None:  # a type the profiler leaves out (timedelta, complex…)
+        column = stats.columns.get(name)
+        if column is None:  # a type the profiler leaves out (timedelta, complex…)
             nulls = int(series.isna().sum())
             columns[name] = _column("string", nulls, len(series))
             continue
-        columns[name] = _infer_column(series, stats, max_categories, range_slack)
+        columns[name] = _infer_column(series, column, max_categories, range_slack)
     return Schema(columns, dict(DEFAULT_SEVERITY), null_rate_tolerance)
 
 
 def _infer_column(
-    series: pd.Series, stats: Any, max_categories: int, range_slack: float
+    series: pd.Series, stats: ColumnProfile, max_categories: int, range_slack: float
 ) -> ColumnSchema:
     kind = _type_of(series, stats, max_categories)
     column = _column(kind, stats.nulls, stats.count)
@@ -114,7 +111,7 @@ def _column(kind: Type, nulls: int, count: int) -> ColumnSchema:
     return ColumnSchema(kind, required=nulls == 0, null_rate=rate)
 
 
-def _type_of(series: pd.Series, stats: Any, max_categories: int) -> Type:
+def _type_of(series: pd.Series, stats: ColumnProfile, max_categories: int) -> Type:
     dtype = series.dtype
     if stats.kind == "boolean":
         return "bool"
