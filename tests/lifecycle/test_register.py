@@ -16,7 +16,7 @@ from conveyor.core.pipeline import pipeline
 from conveyor.core.step import step
 from conveyor.errors import NotFoundError, ValidationError
 from conveyor.lifecycle.evaluate import evaluate
-from conveyor.lifecycle.register import PROFILE_TAG, register_version
+from conveyor.lifecycle.register import register_version
 from conveyor.lifecycle.serialization import SERIALIZERS
 from conveyor.lifecycle.train import train
 from conveyor.lifecycle.validate import validate
@@ -85,10 +85,10 @@ def test_a_passed_gate_registers_with_metrics_tags_and_fingerprints(cancer, stro
     assert tags["gate.metric"] == "roc_auc"
     assert float(tags["gate.delta"]) > 0
     assert float(tags["gate.ci_low"]) > 0
-    assert tags[PROFILE_TAG] == hashlib.sha256(profile).hexdigest()
-    assert registry.artifacts.get_bytes(tags[PROFILE_TAG]) == profile
-    assert tags["conveyor.code.git_sha"] == "c0ffee"
-    assert tags["conveyor.code.diff_hash"] == "d1ff"
+    assert version.profile_sha256 == hashlib.sha256(profile).hexdigest()
+    assert registry.artifacts.get_bytes(version.profile_sha256) == profile
+    assert (version.source.git_sha, version.source.diff_hash) == ("c0ffee", "d1ff")
+    assert version.profile_sha256 in registry.models.referenced_digests()  # kept by gc
     loaded = registry.load_model("cancer/1")
     np.testing.assert_allclose(loaded.predict_proba(X_test), strong.model.predict_proba(X_test))
 
@@ -163,12 +163,12 @@ def test_an_alias_needs_a_gate_decision(cancer, strong, registry):
 
 def test_a_profile_digest_must_be_a_sha256(cancer, strong, registry):
     _, _, test = cancer
-    with pytest.raises(ValidationError, match="profile"):
+    with pytest.raises(ValidationError, match="profile_sha256"):
         register_version(registry, "cancer", strong, test.head(), profile="abc")
     version = register_version(
         registry, "cancer", strong, test.drop(columns=["target"]).head(), profile=DIGEST
     )
-    assert version.tags[PROFILE_TAG] == DIGEST
+    assert version.profile_sha256 == DIGEST
 
 
 # -- the stages as steps of one pipeline ---------------------------------------

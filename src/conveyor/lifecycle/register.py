@@ -22,10 +22,9 @@ if TYPE_CHECKING:
     from conveyor.core.registry import ModelVersion
     from conveyor.registry.registry import Registry
 
-__all__ = ["PROFILE_TAG", "register_version"]
+__all__ = ["register_version"]
 
 # The registry's register_model has no profile argument yet; the sha256 goes in this tag.
-PROFILE_TAG = "conveyor.profile_sha256"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_TAG = 5000
 
@@ -64,9 +63,8 @@ def register_version(
         run_id: the run that trained the model.
         data_digests: sha256 of the datasets the model was trained on, by name.
         profile: the reference profile (its bytes, stored in the artifact store, or its
-            sha256), recorded in the ``conveyor.profile_sha256`` tag.
-        code: the code version (a `SourceVersion` or a git sha), recorded in the
-            ``conveyor.code.git_sha`` and ``conveyor.code.diff_hash`` tags.
+            sha256), recorded as the version's ``profile_sha256``.
+        code: the code version (a `SourceVersion` or a git sha) when it is not the run's.
         alias: move this alias (``staging``, ``production``…) to the new version.
         reason: why, recorded with the alias move (a default names the gate).
         force: register (and move the alias) although the decision failed; needs a
@@ -102,8 +100,6 @@ def register_version(
     all_tags = {**dict(tags or {}), **_gate_tags(decision)}
     if forced:
         all_tags["gate.forced"] = "true"
-    all_tags.update(_profile_tag(registry, profile))
-    all_tags.update(_code_tags(code))
     version = registry.register_model(
         name,
         unwrap_model(model),
@@ -114,6 +110,8 @@ def register_version(
         run_id=run_id,
         metrics=finite(evaluation.metrics) if evaluation is not None else None,
         data_digests=data_digests,
+        profile_sha256=_profile_digest(registry, profile),
+        source=SourceVersion(git_sha=code) if isinstance(code, str) else code,
     )
     if alias is not None:
         why = reason or _default_reason(version.version, decision)
@@ -147,26 +145,10 @@ def _reasons(decision: GateDecision) -> str:
     return text
 
 
-def _profile_tag(registry: Registry, profile: bytes | str | None) -> dict[str, str]:
-    if profile is None:
-        return {}
-    if isinstance(profile, bytes):
-        return {PROFILE_TAG: registry.artifacts.put_bytes(profile).sha256}
-    if not _SHA256.fullmatch(profile):
-        raise ValidationError(
-            "profile", "must be the profile's bytes or its sha256 (64 hex digits)"
-        )
-    return {PROFILE_TAG: profile}
-
-
-def _code_tags(code: SourceVersion | str | None) -> dict[str, str]:
-    if code is None:
-        return {}
-    source = SourceVersion(git_sha=code) if isinstance(code, str) else code
-    tags = {"conveyor.code.git_sha": source.git_sha} if source.git_sha else {}
-    if source.diff_hash:
-        tags["conveyor.code.diff_hash"] = source.diff_hash
-    return tags
+def _profile_digest(registry: Registry, profile: bytes | str | None) -> str | None:
+    if profile is None or isinstance(profile, str):
+        return profile  # a digest is checked by the registry
+    return registry.artifacts.put_bytes(profile).sha256
 
 
 def _default_reason(version: int, decision: GateDecision | None) -> str:

@@ -88,6 +88,8 @@ class Registry:
         run_id: str | None = None,
         metrics: Mapping[str, float] | None = None,
         data_digests: Mapping[str, str] | None = None,
+        profile_sha256: str | None = None,
+        source: SourceVersion | None = None,
     ) -> ModelVersion:
         """Store ``model`` as the next version of ``name`` and return that version.
 
@@ -104,6 +106,9 @@ class Registry:
             run_id: the run that trained the model (its metrics and code version are taken).
             metrics: metrics to record (they override the run's).
             data_digests: sha256 of the datasets the model was trained on, by name.
+            profile_sha256: the stored reference profile of the training data (kept by
+                garbage collection, read by monitoring).
+            source: the code version, when it is not the run's (or the working tree's).
 
         Raises:
             UnsupportedModelError: no safe format holds the model and it is not trusted.
@@ -116,7 +121,9 @@ class Registry:
         clean_tags = _tags(tags)
         run = self._run(run_id)
         all_metrics = {**(run.metrics if run else {}), **_metrics(metrics)}
-        lineage = Lineage(run_id, self._source(run), _digests(data_digests))
+        if profile_sha256 is not None:
+            _check_digest("profile_sha256", profile_sha256)
+        lineage = Lineage(run_id, source or self._source(run), _digests(data_digests))
         package = build_package(
             self.artifacts,
             model,
@@ -139,6 +146,7 @@ class Registry:
             metrics=all_metrics,
             source=lineage.source,
             data_digests=package.data_digests,
+            profile_sha256=profile_sha256,
         )
         return self.models.create_version(new)
 
@@ -299,3 +307,8 @@ def _digests(digests: Mapping[str, str] | None) -> dict[str, str]:
                 f"data_digests[{key!r}]", "must be a sha256: 64 lowercase hexadecimal characters"
             )
     return dict(digests or {})
+
+
+def _check_digest(field: str, value: str) -> None:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise ValidationError(field, "must be a sha256: 64 lowercase hexadecimal characters")
