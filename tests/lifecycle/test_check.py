@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from conveyor.lifecycle import ColumnSchema, Dataset, Schema, analyze, check, load_flights
-from conveyor.lifecycle.check import conforms
+from conveyor.lifecycle._check import conforms
 
 
 def reference() -> pd.DataFrame:

@@ -11,8 +11,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from conveyor.errors import TrainingError, ValidationError
-from conveyor.lifecycle.evaluate import Evaluation, evaluate
-from conveyor.lifecycle.train import train
+from conveyor.lifecycle._evaluate import Evaluation, evaluate
+from conveyor.lifecycle._train import train
 from conveyor.registry import Registry
 from conveyor.stores.backends import open_artifact_store, open_metadata_store
 from conveyor.stores.metadata.sql.models import SqlModelStore

@@ -11,7 +11,7 @@ from conveyor.core.pipeline import pipeline
 from conveyor.core.step import step
 from conveyor.errors import ValidationError
 from conveyor.lifecycle import Dataset, Schema, Watermark, analyze, extract, fingerprint
-from conveyor.lifecycle.extract import as_frame
+from conveyor.lifecycle._extract import as_frame
 from conveyor.runtime.runner import run_pipeline
 from conveyor.runtime.serializers import serializer_for
 from conveyor.stores.backends import open_artifact_store, open_metadata_store

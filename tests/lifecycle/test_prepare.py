@@ -132,7 +132,7 @@ def test_policy_warn_logs_cleans_and_goes_on(cancer, caplog):
     _, schema = analyze(cancer)
     broken = cancer.assign(**{"mean radius": cancer["mean radius"].astype("str")})
     broken.loc[0, "mean radius"] = "n/a"
-    with caplog.at_level(logging.WARNING, logger="conveyor.lifecycle.prepare"):
+    with caplog.at_level(logging.WARNING, logger="conveyor.lifecycle._prepare"):
         prepared = prepare(broken, schema, target="target", policy="warn", seed=1)
     assert not prepared.report.ok
     assert "mean radius: type_change" in caplog.text

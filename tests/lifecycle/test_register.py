@@ -15,14 +15,12 @@ from conveyor.core.entities import RunStatus, SourceVersion
 from conveyor.core.pipeline import pipeline
 from conveyor.core.step import step
 from conveyor.errors import NotFoundError, ValidationError
-from conveyor.lifecycle.evaluate import evaluate
-from conveyor.lifecycle.register import register_version
-from conveyor.lifecycle.serialization import SERIALIZERS
-from conveyor.lifecycle.train import train
-from conveyor.lifecycle.validate import validate
+from conveyor.lifecycle._evaluate import evaluate
+from conveyor.lifecycle._register import register_version
+from conveyor.lifecycle._train import train
+from conveyor.lifecycle._validate import validate
 from conveyor.registry import Registry
 from conveyor.runtime.runner import run_pipeline
-from conveyor.runtime.serializers import Serializer, get_serializer, register_serializer
 from conveyor.stores.backends import open_artifact_store, open_metadata_store
 from conveyor.stores.metadata.sql.models import SqlModelStore
 from conveyor.tracking.tracker import Tracker
@@ -174,17 +172,6 @@ def test_a_profile_digest_must_be_a_sha256(cancer, strong, registry):
 # -- the stages as steps of one pipeline ---------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lifecycle_serializers():
-    # Until runtime registers lifecycle's serializers itself (it sits above lifecycle).
-    for spec in SERIALIZERS:
-        try:
-            get_serializer(spec.name)
-        except NotFoundError:
-            fields = (spec.name, spec.suffix, spec.media_type, spec.dump, spec.load)
-            register_serializer(spec.target, Serializer(*fields))
-
-
 @step(outputs=["X_train", "y_train", "X_test", "y_test", "test"])
 def load_cancer() -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray, pd.DataFrame]:
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
@@ -194,7 +181,7 @@ def load_cancer() -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray, p
     return X_train, y_train.to_numpy(), X_test, y_test.to_numpy(), X_test.assign(target=y_test)
 
 
-def test_train_evaluate_validate_register_as_a_pipeline(tmp_path, registry, lifecycle_serializers):
+def test_train_evaluate_validate_register_as_a_pipeline(tmp_path, registry):
     tracker = Tracker(
         open_metadata_store(f"sqlite:///{tmp_path}/c.db"), open_artifact_store(str(tmp_path / "a"))
     )

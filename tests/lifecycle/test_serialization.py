@@ -10,10 +10,10 @@ from sklearn.preprocessing import StandardScaler
 
 from conveyor.errors import UnsupportedModelError
 from conveyor.lifecycle import serialization as s
-from conveyor.lifecycle.evaluate import evaluate
-from conveyor.lifecycle.train import train
-from conveyor.lifecycle.tune import tune
-from conveyor.lifecycle.validate import validate
+from conveyor.lifecycle._evaluate import evaluate
+from conveyor.lifecycle._train import train
+from conveyor.lifecycle._tune import tune
+from conveyor.lifecycle._validate import validate
 
 
 @pytest.fixture(scope="module")

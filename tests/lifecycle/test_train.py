@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 
 from conveyor.core.step import Step
 from conveyor.errors import TrainingError, ValidationError
-from conveyor.lifecycle.train import Trained, train
+from conveyor.lifecycle._train import Trained, train
 from conveyor.stores.backends import open_artifact_store, open_metadata_store
 from conveyor.tracking.tracker import Tracker
 

@@ -8,7 +8,7 @@ from sklearn.preprocessing import StandardScaler
 
 from conveyor.core.entities import RunStatus
 from conveyor.errors import TrainingError, ValidationError
-from conveyor.lifecycle.tune import Tuned, check_search_space, tune
+from conveyor.lifecycle._tune import Tuned, check_search_space, tune
 from conveyor.stores.backends import open_artifact_store, open_metadata_store
 from conveyor.tracking.tracker import Tracker
 

@@ -13,9 +13,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from conveyor.errors import ValidationError
-from conveyor.lifecycle.evaluate import model_scores
+from conveyor.lifecycle._evaluate import model_scores
+from conveyor.lifecycle._validate import GateDecision, validate
 from conveyor.lifecycle.metrics import Scores, paired_bootstrap
-from conveyor.lifecycle.validate import GateDecision, validate
 from conveyor.registry import Registry
 from conveyor.stores.backends import open_artifact_store
 from conveyor.stores.metadata.sql.models import SqlModelStore

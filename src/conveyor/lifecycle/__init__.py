@@ -9,42 +9,71 @@ Example::
     schema.save("schema.yaml")  # edit it, then Schema.load("schema.yaml")
     report = lc.check(ds, schema)  # report.ok, report.anomalies
     prepared = lc.prepare(ds, schema, target="late", split="time", time_column="time_hour")
-    model = lc.make_model_pipeline(prepared.transform, estimator).fit(
-        prepared.X_train, prepared.y_train
-    )
+    trained = lc.train(lc.make_model_pipeline(prepared.transform, estimator),
+                       prepared.X_train, prepared.y_train)
+    evaluation = lc.evaluate(trained.model, prepared.X_test, prepared.y_test)
+    decision = lc.validate(trained.model, prepared.test, "late", champion="flights@production",
+                           registry=registry)
+    lc.register_version(registry, "flights", trained, prepared.X_test.head(),
+                        evaluation=evaluation, decision=decision, alias="production")
 
-Outside a ``@pipeline`` each stage is a plain function. Importing this package
-registers serializers for its results (`Dataset` as Parquet with its metadata,
-`Schema` as YAML, `AnomalyReport` as JSON, `Prepared` as a zip, the profiler's
-``Profile`` as JSON), so they are storable step outputs. ``train``, ``tune``,
-``evaluate``, ``validate`` and ``register_version`` are loaded on first use.
+Outside a ``@pipeline`` each stage is a plain function. Every name is loaded on
+first use, so importing this package costs nothing; the stages live in private
+modules (``_extract``, ``_train``…), as scikit-learn keeps its own. How their
+results are stored as step outputs is in `conveyor.lifecycle.serialization`.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from conveyor.lifecycle import _layers
-from conveyor.lifecycle.analyze import analyze, infer_schema
-from conveyor.lifecycle.check import check
-from conveyor.lifecycle.datasets import flights_months, load_flights
-from conveyor.lifecycle.extract import Dataset, Watermark, extract, fingerprint
-from conveyor.lifecycle.prepare import Prepared, prepare, split_frame
-from conveyor.lifecycle.schema import Anomaly, AnomalyReport, ColumnSchema, Schema
-from conveyor.lifecycle.transform import make_feature_transform, make_model_pipeline
-from conveyor.profiling import Profile
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "extract": ("conveyor.lifecycle._extract", "extract"),
+    "Dataset": ("conveyor.lifecycle._extract", "Dataset"),
+    "Watermark": ("conveyor.lifecycle._extract", "Watermark"),
+    "fingerprint": ("conveyor.lifecycle._extract", "fingerprint"),
+    "analyze": ("conveyor.lifecycle._analyze", "analyze"),
+    "infer_schema": ("conveyor.lifecycle._analyze", "infer_schema"),
+    "check": ("conveyor.lifecycle._check", "check"),
+    "Schema": ("conveyor.lifecycle.schema", "Schema"),
+    "ColumnSchema": ("conveyor.lifecycle.schema", "ColumnSchema"),
+    "Anomaly": ("conveyor.lifecycle.schema", "Anomaly"),
+    "AnomalyReport": ("conveyor.lifecycle.schema", "AnomalyReport"),
+    "prepare": ("conveyor.lifecycle._prepare", "prepare"),
+    "Prepared": ("conveyor.lifecycle._prepare", "Prepared"),
+    "split_frame": ("conveyor.lifecycle._prepare", "split_frame"),
+    "make_feature_transform": ("conveyor.lifecycle.transform", "make_feature_transform"),
+    "make_model_pipeline": ("conveyor.lifecycle.transform", "make_model_pipeline"),
+    # The transform `prepare` fits is scikit-learn's own class (skops saves it as is).
+    "FeatureTransform": ("sklearn.compose", "ColumnTransformer"),
+    "load_flights": ("conveyor.lifecycle.datasets", "load_flights"),
+    "flights_months": ("conveyor.lifecycle.datasets", "flights_months"),
+    "train": ("conveyor.lifecycle._train", "train"),
+    "Trained": ("conveyor.lifecycle._train", "Trained"),
+    "tune": ("conveyor.lifecycle._tune", "tune"),
+    "Tuned": ("conveyor.lifecycle._tune", "Tuned"),
+    "evaluate": ("conveyor.lifecycle._evaluate", "evaluate"),
+    "Evaluation": ("conveyor.lifecycle._evaluate", "Evaluation"),
+    "validate": ("conveyor.lifecycle._validate", "validate"),
+    "GateDecision": ("conveyor.lifecycle._validate", "GateDecision"),
+    "register_version": ("conveyor.lifecycle._register", "register_version"),
+    "Profile": ("conveyor.profiling", "Profile"),
+}
 
 __all__ = [
     "Anomaly",
     "AnomalyReport",
     "ColumnSchema",
     "Dataset",
+    "Evaluation",
     "FeatureTransform",
+    "GateDecision",
     "Prepared",
+    "Profile",
     "Schema",
+    "Trained",
+    "Tuned",
     "Watermark",
     "analyze",
     "check",
@@ -64,89 +93,33 @@ __all__ = [
     "validate",
 ]
 
-# Loaded on first use: name -> (module, attribute).
-_LAZY: dict[str, tuple[str, str]] = {
-    "train": ("conveyor.lifecycle.train", "train"),
-    "tune": ("conveyor.lifecycle.tune", "tune"),
-    "evaluate": ("conveyor.lifecycle.evaluate", "evaluate"),
-    "validate": ("conveyor.lifecycle.validate", "validate"),
-    "register_version": ("conveyor.lifecycle.register", "register_version"),
-    # The transform `prepare` fits is scikit-learn's own class (skops saves it as is).
-    "FeatureTransform": ("sklearn.compose", "ColumnTransformer"),
-}
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer as FeatureTransform
+
+    from conveyor.lifecycle._analyze import analyze, infer_schema
+    from conveyor.lifecycle._check import check
+    from conveyor.lifecycle._evaluate import Evaluation, evaluate
+    from conveyor.lifecycle._extract import Dataset, Watermark, extract, fingerprint
+    from conveyor.lifecycle._prepare import Prepared, prepare, split_frame
+    from conveyor.lifecycle._register import register_version
+    from conveyor.lifecycle._train import Trained, train
+    from conveyor.lifecycle._tune import Tuned, tune
+    from conveyor.lifecycle._validate import GateDecision, validate
+    from conveyor.lifecycle.datasets import flights_months, load_flights
+    from conveyor.lifecycle.schema import Anomaly, AnomalyReport, ColumnSchema, Schema
+    from conveyor.lifecycle.transform import make_feature_transform, make_model_pipeline
+    from conveyor.profiling import Profile
 
 
 def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
+    target = _EXPORTS.get(name)
     if target is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module, attribute = target
-    try:
-        value = getattr(importlib.import_module(module), attribute)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise  # the stage's module exists but needs something that is not installed
-        raise AttributeError(f"{__name__}.{name} is not available: no module {module}") from None
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """This package, where a stage keeps its name when its module of the same name loads.
-
-    Importing ``conveyor.lifecycle.train`` sets the package's attribute ``train`` to
-    that module; the stage function of that name is kept there instead, so
-    ``lc.train`` is the function whatever was imported first. (The module stays
-    in ``sys.modules``: ``from conveyor.lifecycle.train import …`` still works.)
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        target = _LAZY.get(name)
-        module, attribute = target or ("", "")
-        if isinstance(value, types.ModuleType) and value.__name__ == module:
-            value = getattr(value, attribute, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-def _register_serializers() -> None:
-    parquet = "application/vnd.apache.parquet"
-    _layers.register_serializer(
-        Dataset, "conveyor.dataset", ".parquet", parquet, Dataset.to_bytes, Dataset.from_bytes
-    )
-    _layers.register_serializer(
-        Schema, "conveyor.schema", ".yaml", "application/yaml", Schema.to_bytes, Schema.from_bytes
-    )
-    _layers.register_serializer(
-        AnomalyReport,
-        "conveyor.anomalies",
-        ".json",
-        "application/json",
-        AnomalyReport.to_bytes,
-        AnomalyReport.from_bytes,
-    )
-    _layers.register_serializer(
-        Prepared,
-        "conveyor.prepared",
-        ".zip",
-        "application/zip",
-        Prepared.to_bytes,
-        Prepared.from_bytes,
-    )
-    _layers.register_serializer(
-        Profile,
-        "conveyor.profile",
-        ".json",
-        "application/json",
-        Profile.to_bytes,
-        Profile.from_bytes,
-    )
-
-
-_register_serializers()
+    return __all__

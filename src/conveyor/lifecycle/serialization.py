@@ -13,6 +13,7 @@ XGBoost; skops names its members after object ids).
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import zipfile
@@ -138,7 +139,7 @@ def _trained_entries(trained: Any, prefix: str) -> dict[str, bytes]:
 
 
 def _trained_from(entries: Mapping[str, bytes], prefix: str) -> Any:
-    from conveyor.lifecycle.train import Trained
+    from conveyor.lifecycle._train import Trained
 
     info = json.loads(entries[f"{prefix}trained.json"])
     model = _model_from(entries, f"{prefix}model/")
@@ -177,7 +178,7 @@ def dump_tuned(tuned: Any) -> bytes:
 
 def load_tuned(data: bytes) -> Any:
     """The `Tuned` `dump_tuned` stored."""
-    from conveyor.lifecycle.tune import TrialRecord, Tuned
+    from conveyor.lifecycle._tune import TrialRecord, Tuned
 
     entries = _unzip(data)
     info = json.loads(entries["tuned.json"])
@@ -200,7 +201,7 @@ def dump_evaluation(evaluation: Any) -> bytes:
 
 def load_evaluation(data: bytes) -> Any:
     """The `Evaluation` `dump_evaluation` stored."""
-    from conveyor.lifecycle.evaluate import Evaluation
+    from conveyor.lifecycle._evaluate import Evaluation
 
     entries = _unzip(data)
     plots = {
@@ -220,7 +221,7 @@ def dump_decision(decision: Any) -> bytes:
 
 def load_decision(data: bytes) -> Any:
     """The `GateDecision` `dump_decision` stored."""
-    from conveyor.lifecycle.validate import GateDecision
+    from conveyor.lifecycle._validate import GateDecision
 
     info = json.loads(data)
     return GateDecision(info["passed"], info["reasons"], info["evidence"])
@@ -266,9 +267,44 @@ _ZIP = "application/zip"
 _JSON = "application/json"
 _MODEL = ("conveyor.model", ".zip", _ZIP, dump_model, load_model)
 
+
+def _to_bytes(value: Any) -> bytes:
+    data: bytes = value.to_bytes()
+    return data
+
+
+def _from_bytes(target: str) -> Callable[[bytes], Any]:
+    """A loader calling ``Class.from_bytes`` of ``"module:Class"``, imported when first used."""
+
+    def load(data: bytes) -> Any:
+        module, _, name = target.partition(":")
+        return getattr(importlib.import_module(module), name).from_bytes(data)
+
+    return load
+
+
+def _self_describing(target: str, name: str, suffix: str, media_type: str) -> SerializerSpec:
+    """For results that write themselves (``to_bytes``) and read themselves (``from_bytes``)."""
+    return SerializerSpec(target, name, suffix, media_type, _to_bytes, _from_bytes(target))
+
+
 SERIALIZERS: tuple[SerializerSpec, ...] = (
+    _self_describing(
+        "conveyor.lifecycle._extract:Dataset",
+        "conveyor.dataset",
+        ".parquet",
+        "application/vnd.apache.parquet",
+    ),
+    _self_describing(
+        "conveyor.lifecycle.schema:Schema", "conveyor.schema", ".yaml", "application/yaml"
+    ),
+    _self_describing(
+        "conveyor.lifecycle.schema:AnomalyReport", "conveyor.anomalies", ".json", _JSON
+    ),
+    _self_describing("conveyor.lifecycle._prepare:Prepared", "conveyor.prepared", ".zip", _ZIP),
+    _self_describing("conveyor.profiling.profile:Profile", "conveyor.profile", ".json", _JSON),
     SerializerSpec(
-        "conveyor.lifecycle.train:Trained",
+        "conveyor.lifecycle._train:Trained",
         "conveyor.trained",
         ".zip",
         _ZIP,
@@ -276,10 +312,10 @@ SERIALIZERS: tuple[SerializerSpec, ...] = (
         load_trained,
     ),
     SerializerSpec(
-        "conveyor.lifecycle.tune:Tuned", "conveyor.tuned", ".zip", _ZIP, dump_tuned, load_tuned
+        "conveyor.lifecycle._tune:Tuned", "conveyor.tuned", ".zip", _ZIP, dump_tuned, load_tuned
     ),
     SerializerSpec(
-        "conveyor.lifecycle.evaluate:Evaluation",
+        "conveyor.lifecycle._evaluate:Evaluation",
         "conveyor.evaluation",
         ".zip",
         _ZIP,
@@ -287,7 +323,7 @@ SERIALIZERS: tuple[SerializerSpec, ...] = (
         load_evaluation,
     ),
     SerializerSpec(
-        "conveyor.lifecycle.validate:GateDecision",
+        "conveyor.lifecycle._validate:GateDecision",
         "conveyor.gate_decision",
         ".json",
         _JSON,

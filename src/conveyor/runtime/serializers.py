@@ -309,7 +309,19 @@ def _pickle_load(data: bytes) -> Any:
 PICKLE = Serializer("pickle", ".pkl", "application/x-python-pickle", _pickle_dump, _pickle_load)
 
 
+def _lifecycle_entries() -> tuple[_Entry, ...]:
+    # The lifecycle (a lower layer) describes how its results are stored; the runtime
+    # registers them. The module is light: each dump/load imports what it needs.
+    from conveyor.lifecycle.serialization import SERIALIZERS
+
+    return tuple(
+        _Entry(s.target, Serializer(s.name, s.suffix, s.media_type, s.dump, s.load), s.accepts)
+        for s in SERIALIZERS
+    )
+
+
 _BUILTIN: tuple[_Entry, ...] = (
+    *_lifecycle_entries(),
     _Entry("pandas:DataFrame", PANDAS),
     _Entry("polars:DataFrame", POLARS),
     _Entry("pyarrow:Table", ARROW),

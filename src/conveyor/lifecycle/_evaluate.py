@@ -19,8 +19,8 @@ import numpy as np
 
 from conveyor.core.step import step
 from conveyor.errors import ValidationError
+from conveyor.lifecycle._train import Trained, check_predictions
 from conveyor.lifecycle.metrics import ECE_BINS, Scores, point_metrics
-from conveyor.lifecycle.train import Trained, check_predictions
 
 if TYPE_CHECKING:
     from conveyor.tracking.tracker import ActiveRun
@@ -170,7 +170,7 @@ def _slice_metrics(scores: Scores, rows: np.ndarray) -> dict[str, float]:
 
 def unwrap_model(model: Any) -> Any:
     """The fitted model inside a `Trained` or a `Tuned`; anything else as it is."""
-    from conveyor.lifecycle.tune import Tuned
+    from conveyor.lifecycle._tune import Tuned
 
     if isinstance(model, Trained):
         return model.model

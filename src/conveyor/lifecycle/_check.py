@@ -11,7 +11,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from conveyor.core.step import step
-from conveyor.lifecycle.extract import Dataset, as_frame
+from conveyor.lifecycle._extract import Dataset, as_frame
 from conveyor.lifecycle.schema import Anomaly, AnomalyReport, ColumnSchema, Rule, Schema
 
 __all__ = ["EXAMPLES", "check", "conforms"]

@@ -9,7 +9,7 @@ from pandas.api import types as ptypes
 
 from conveyor.core.step import step
 from conveyor.errors import ValidationError
-from conveyor.lifecycle.extract import Dataset, as_frame
+from conveyor.lifecycle._extract import Dataset, as_frame
 from conveyor.lifecycle.schema import (
     DEFAULT_NULL_RATE_TOLERANCE,
     DEFAULT_SEVERITY,

@@ -20,9 +20,8 @@ import numpy as np
 
 from conveyor.core.step import step
 from conveyor.errors import TrainingError, ValidationError
-from conveyor.lifecycle.evaluate import model_scores
-from conveyor.lifecycle.metrics import GREATER_IS_BETTER, point_metrics
-from conveyor.lifecycle.train import (
+from conveyor.lifecycle._evaluate import model_scores
+from conveyor.lifecycle._train import (
     Trained,
     capture_warnings,
     check_finite,
@@ -31,6 +30,7 @@ from conveyor.lifecycle.train import (
     train,
     warning_text,
 )
+from conveyor.lifecycle.metrics import GREATER_IS_BETTER, point_metrics
 
 if TYPE_CHECKING:
     from conveyor.tracking.tracker import ActiveRun, Tracker

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from conveyor.core.entities import SourceVersion
 from conveyor.core.step import step
 from conveyor.errors import ValidationError
-from conveyor.lifecycle.evaluate import Evaluation, finite, unwrap_model
-from conveyor.lifecycle.validate import GateDecision
+from conveyor.lifecycle._evaluate import Evaluation, finite, unwrap_model
+from conveyor.lifecycle._validate import GateDecision
 
 if TYPE_CHECKING:
     from conveyor.core.registry import ModelVersion

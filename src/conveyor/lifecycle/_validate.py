@@ -31,7 +31,7 @@ import numpy as np
 
 from conveyor.core.step import step
 from conveyor.errors import NotFoundError, ValidationError
-from conveyor.lifecycle.evaluate import SliceSpec, model_scores, slice_rows
+from conveyor.lifecycle._evaluate import SliceSpec, model_scores, slice_rows
 from conveyor.lifecycle.metrics import (
     GREATER_IS_BETTER,
     Scores,

@@ -17,8 +17,8 @@ from pandas.api import types as ptypes
 
 from conveyor.core.step import step
 from conveyor.errors import ValidationError
-from conveyor.lifecycle.check import check, conforms
-from conveyor.lifecycle.extract import Dataset, as_frame
+from conveyor.lifecycle._check import check, conforms
+from conveyor.lifecycle._extract import Dataset, as_frame
 from conveyor.lifecycle.schema import AnomalyReport, Schema
 from conveyor.lifecycle.transform import Encoding, feature_kinds, make_feature_transform
 
