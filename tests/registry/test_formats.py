@@ -162,8 +162,44 @@ def test_unsafe_types():
 
 
 def test_formats_are_named_and_unknown_ones_refused():
-    assert [f.name for f in FORMATS] == ["lightgbm", "xgboost", "onnx", "skops", "pickle"]
+    names = [f.name for f in FORMATS]
+    assert names == ["pipeline", "lightgbm", "xgboost", "onnx", "skops", "pickle"]
     assert [f.name for f in FORMATS if f.executes_code] == ["pickle"]
     assert format_named("onnx").name == "onnx"
     with pytest.raises(StateError, match="unknown model format 'torch'"):
         format_named("torch")
+
+
+@pytest.mark.parametrize("final", ["lightgbm", "xgboost"])
+def test_a_pipeline_ending_in_a_native_model_is_stored_without_pickle(cancer, final):
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    X, y = cancer
+    frame = X.iloc[:, :5].copy()
+    frame["kind"] = np.where(X.iloc[:, 0] > 14, "big", "small")
+    frame.iloc[::7, 1] = np.nan
+    transform = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median"), list(frame.columns[:5])),
+            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["kind"]),
+        ]
+    )
+    model = (
+        lgb.LGBMClassifier(n_estimators=20, verbose=-1)
+        if final == "lightgbm"
+        else xgb.XGBClassifier(n_estimators=20)
+    )
+    pipe = Pipeline([("transform", transform), ("model", model)]).fit(frame, y)
+    fmt, saved, loaded = _round_trip(pipe)
+    assert fmt.name == "pipeline"
+    assert set(saved.files) >= {"transform.skops"}
+    assert saved.meta["final"]["format"] == final
+    assert not any(name.endswith(".pkl") for name in saved.files)
+    np.testing.assert_array_equal(loaded.predict(frame), pipe.predict(frame))
+    np.testing.assert_allclose(loaded.predict_proba(frame), pipe.predict_proba(frame), rtol=1e-6)
+    unseen = pd.concat([frame.head(3).assign(kind="new")])
+    np.testing.assert_allclose(loaded.predict_proba(unseen), pipe.predict_proba(unseen), rtol=1e-6)

@@ -99,6 +99,7 @@ def tune(
     seed: int = 0,
     n_jobs: int = 1,
     pruning: Any = True,
+    allow_missing: bool = False,
     tracker: Tracker | None = None,
     parent_run_id: str | None = None,
     run: ActiveRun | None = None,
@@ -124,6 +125,8 @@ def tune(
         n_jobs: trials run at once, in threads.
         pruning: True for Optuna's median pruner over fold scores, False for none, or
             an Optuna pruner.
+        allow_missing: allow NaN (never infinity) in the features, for an estimator
+            that imputes (a pipeline starting with the prepared transform) or takes NaN.
         tracker: records each trial as a child run of ``parent_run_id``.
         parent_run_id: the tuning run (``run``'s id by default).
         run: a run to log the best parameters and score to.
@@ -138,6 +141,8 @@ def tune(
     """
     import optuna
 
+    # Each trial is recorded (child runs, `Tuned.trials`); Optuna's own line per trial is noise.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = None if callable(search) else check_search_space(search)
     if space is not None and estimator is None:
         raise ValidationError("estimator", "is required when the search space is a dict")
@@ -147,7 +152,7 @@ def tune(
     parent = run.id if run is not None and parent_run_id is None else parent_run_id
     if tracker is not None and parent is None:
         raise ValidationError("parent_run_id", "is required with a tracker (trials are children)")
-    check_finite(X, y)
+    check_finite(X, y, allow_missing=allow_missing)
     folds = _folds(X, y, cv, seed)
 
     def build(trial: Any) -> Any:
@@ -176,7 +181,9 @@ def tune(
             "tune", "at least one trial must complete", "every trial was pruned or scored NaN"
         )
     best = study.best_trial
-    refit = train(build(optuna.trial.FixedTrial(best.params)), X, y, seed=seed)
+    refit = train(
+        build(optuna.trial.FixedTrial(best.params)), X, y, seed=seed, allow_missing=allow_missing
+    )
     messages = tuple(dict.fromkeys(warning_text(w) for w in caught))
     tuned = Tuned(
         dict(best.params), float(study.best_value), refit, trials, metric, chosen, messages

@@ -366,9 +366,78 @@ class PickleFormat(ModelFormat):
         return pickle.loads(files["model.pkl"])  # noqa: S301
 
 
+# -- a scikit-learn pipeline ending in a LightGBM or XGBoost model ----------
+
+_NATIVE_FINALS = ("lightgbm", "xgboost")
+
+
+class _ComposedModel:
+    """The pipeline's transform steps (skops) feeding its final model (native format)."""
+
+    def __init__(self, transform: Any, final: Any) -> None:
+        self.transform = transform
+        self.final = final
+        if hasattr(final, "classes_"):
+            self.classes_ = final.classes_
+
+    def predict(self, data: Any) -> Any:
+        """The final model's prediction on the transformed rows."""
+        return self.final.predict(self.transform.transform(data))
+
+    def __getattr__(self, name: str) -> Any:
+        # predict_proba only where the final model has it.
+        if name == "predict_proba" and hasattr(self.final, "predict_proba"):
+            return lambda data: self.final.predict_proba(self.transform.transform(data))
+        raise AttributeError(name)
+
+
+class PipelineFormat(ModelFormat):
+    """A scikit-learn ``Pipeline`` of transforms ending in a LightGBM or XGBoost model.
+
+    The transforms are stored as skops, the model in its own format: nothing pickles.
+    """
+
+    name = "pipeline"
+    holds = "scikit-learn pipelines whose last step is a LightGBM or XGBoost model"
+
+    def accepts(self, model: object) -> bool:
+        """A ``Pipeline`` whose last step a native format holds."""
+        if "sklearn.pipeline.Pipeline" not in _class_names(model):
+            return False
+        final = model.steps[-1][1]  # type: ignore[attr-defined]
+        return any(_BY_NAME[n].accepts(final) for n in _NATIVE_FINALS)
+
+    def save(self, model: Any) -> SavedModel:
+        """``transform.skops`` plus the final model's files under ``final/``."""
+        from sklearn.pipeline import Pipeline
+
+        step, final = model.steps[-1]
+        fmt = next(_BY_NAME[n] for n in _NATIVE_FINALS if _BY_NAME[n].accepts(final))
+        transform = _BY_NAME["skops"].save(Pipeline(model.steps[:-1]))
+        inner = fmt.save(final)
+        files = {"transform.skops": transform.files["model.skops"]}
+        files.update({f"final/{k}": v for k, v in inner.files.items()})
+        meta = {
+            "transform": transform.meta,
+            "final": {"format": fmt.name, "step": step, "meta": inner.meta},
+        }
+        return SavedModel(files, meta, (*transform.packages, *inner.packages))
+
+    def load(self, files: Mapping[str, bytes], meta: Mapping[str, Any]) -> Any:
+        """The transforms and the final model, composed."""
+        transform = _BY_NAME["skops"].load(
+            {"model.skops": files["transform.skops"]}, meta["transform"]
+        )
+        final_meta = meta["final"]
+        inner = {k[len("final/") :]: v for k, v in files.items() if k.startswith("final/")}
+        final = format_named(final_meta["format"]).load(inner, final_meta["meta"])
+        return _ComposedModel(transform, final)
+
+
 # -- choosing a format -----------------------------------------------------
 
 FORMATS: tuple[ModelFormat, ...] = (
+    PipelineFormat(),
     LightGBMFormat(),
     XGBoostFormat(),
     OnnxFormat(),
