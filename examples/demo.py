@@ -1,7 +1,8 @@
 """The main job (``make demo``): the flights pipeline on January-February 2013, end to end.
 
 Lands the months as Parquet files in the project (the "new data"), runs the
-training pipeline of ``examples/flights/pipeline.py`` with tracking, lineage
+training pipeline that ``conveyor init`` writes into new projects
+(``src/conveyor/templates/project/pipelines/training.py``) with tracking, lineage
 and caching, prints each stage's time, a summary of the registered model and
 the commands to look at runs, lineage and the model. A second run reuses
 every cached stage and registers nothing new.
@@ -16,13 +17,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+TEMPLATE = Path(__file__).resolve().parents[1] / "src" / "conveyor" / "templates" / "project"
+sys.path.insert(0, str(TEMPLATE / "pipelines"))
 
-from flights.pipeline import MODEL, training
+from training import MODEL, training  # noqa: E402
 
-import conveyor
-from conveyor import lifecycle as lc
-from conveyor.runtime.results import StepEvent
+import conveyor  # noqa: E402
+from conveyor import lifecycle as lc  # noqa: E402
+from conveyor.runtime.results import StepEvent  # noqa: E402
 
 MONTHS = (1, 2)
 console = Console()

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import artifacts, db, lineage, models, monitor, run, runs
+from conveyor.cli import artifacts, db, init, lineage, models, monitor, run, runs
 
 app = typer.Typer(
     name="conveyor",
@@ -25,6 +25,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+app.command("init")(init.init)
 app.command("run")(run.run)
 runs.app.command("lineage")(lineage.lineage)
 app.add_typer(runs.app, name="runs")

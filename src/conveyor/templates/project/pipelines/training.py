@@ -3,7 +3,7 @@
 Predicts whether a flight arrives more than 15 minutes late from what is known
 before departure (carrier, route, scheduled hour, weekday, distance, the
 plane's age and the weather at the origin), never from ``dep_delay``, which
-leaks the answer. Run it with ``conveyor run examples/flights/pipeline.py:training``.
+leaks the answer. Run it with ``conveyor run pipelines/training.py:training``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def register_model(
 
 
 @pipeline
-def training(data: str = "data/flights-2013-*.parquet", n_trials: int = 8, seed: int = 0):
+def training(data: str = "data/flights-2013-*.parquet", n_trials: int = 8, seed: int = 0) -> None:
     """Train, gate and register the flights model from the Parquet files under ``data``."""
     dataset = lc.extract(data)
     profile, schema = lc.analyze(dataset)
