@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_tracking.py
 	$(BIN)/python bench/bench_pipelines.py
+	$(BIN)/python bench/bench_analyze.py
 	$(BIN)/python bench/bench_drift.py
 
 # Re-pin every dependency of the dev environment (run after changing pyproject.toml).
