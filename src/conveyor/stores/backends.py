@@ -66,20 +66,19 @@ def open_artifact_store(uri: str, **storage_options: Any) -> ContentAddressedSto
     return ContentAddressedStore(factory(uri, **storage_options))
 
 
-# --- Metadata stores ---------------------------------------------------------
+# --- Metadata and model stores (one SQL database) --------------------------------
+
+# Both stores live in the same database, so they accept the same URIs.
+_SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
 
 
-def _sql_metadata_store(uri: str) -> RunStore:
-    from conveyor.stores.metadata.sql.store import SqlMetadataStore
-
-    return SqlMetadataStore(uri)
-
-
-_METADATA_BACKENDS: dict[str, Callable[[str], RunStore]] = {
-    "sqlite": _sql_metadata_store,
-    "postgresql": _sql_metadata_store,
-    "postgres": _sql_metadata_store,
-}
+def _check_sql_uri(uri: str) -> None:
+    scheme = uri.partition(":")[0].partition("+")[0].lower()
+    if scheme not in _SQL_SCHEMES:
+        raise ConfigError(
+            f"unsupported metadata URI {uri!r}; supported: sqlite:///path/to/conveyor.db, "
+            "postgresql://user@host:port/database"
+        )
 
 
 def open_metadata_store(uri: str) -> RunStore:
@@ -91,30 +90,10 @@ def open_metadata_store(uri: str) -> RunStore:
     Raises:
         ConfigError: the scheme is not supported (the message lists those that are).
     """
-    scheme = uri.partition(":")[0].partition("+")[0].lower()
-    factory = _METADATA_BACKENDS.get(scheme)
-    if factory is None:
-        raise ConfigError(
-            f"unsupported metadata URI {uri!r}; supported: sqlite:///path/to/conveyor.db, "
-            "postgresql://user@host:port/database"
-        )
-    return factory(uri)
+    _check_sql_uri(uri)
+    from conveyor.stores.metadata.sql.store import SqlMetadataStore
 
-
-# --- Model stores (the registry's records, in the metadata database) ------------
-
-
-def _sql_model_store(uri: str) -> ModelStore:
-    from conveyor.stores.metadata.sql.models import SqlModelStore
-
-    return SqlModelStore(uri)
-
-
-_MODEL_BACKENDS: dict[str, Callable[[str], ModelStore]] = {
-    "sqlite": _sql_model_store,
-    "postgresql": _sql_model_store,
-    "postgres": _sql_model_store,
-}
+    return SqlMetadataStore(uri)
 
 
 def open_model_store(uri: str) -> ModelStore:
@@ -126,11 +105,7 @@ def open_model_store(uri: str) -> ModelStore:
     Raises:
         ConfigError: the scheme is not supported (the message lists those that are).
     """
-    scheme = uri.partition(":")[0].partition("+")[0].lower()
-    factory = _MODEL_BACKENDS.get(scheme)
-    if factory is None:
-        raise ConfigError(
-            f"unsupported metadata URI {uri!r}; supported: sqlite:///path/to/conveyor.db, "
-            "postgresql://user@host:port/database"
-        )
-    return factory(uri)
+    _check_sql_uri(uri)
+    from conveyor.stores.metadata.sql.models import SqlModelStore
+
+    return SqlModelStore(uri)
