@@ -469,6 +469,6 @@ def test_metric_search_on_ten_thousand_runs_is_fast(big_sqlite: Engine) -> None:
             row[3] for row in cursor.execute(f"EXPLAIN QUERY PLAN {compiled}", parameters)
         )
     assert len(ids) == 100
-    assert elapsed < 0.5, f"{elapsed * 1000:.0f} ms"
+    assert elapsed < 2.0, f"{elapsed * 1000:.0f} ms"
     assert "ix_latest_metrics_key_value" in plan, plan
     assert "SCAN latest_metrics" not in plan, plan
