@@ -216,3 +216,14 @@ def test_train_evaluate_validate_register_as_a_pipeline(tmp_path, registry):
     finally:
         tracker.close()
         tracker.runs.close()
+
+
+def test_the_chosen_hyperparameters_are_recorded(cancer, registry):
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.lifecycle import train
+
+    X_train, y_train, test = cancer
+    trained = train(LogisticRegression(C=0.5, max_iter=5000), X_train, y_train)
+    version = register_version(registry, "cancer", trained, test.drop(columns=["target"]).head())
+    assert version.tags["param.C"] == "0.5"

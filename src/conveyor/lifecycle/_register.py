@@ -97,7 +97,7 @@ def register_version(
     forced = force and not passed and (decision is not None or alias is not None)
     if forced and not (reason and reason.strip()):
         raise ValidationError("reason", "is required with force=True (it is recorded)")
-    all_tags = {**dict(tags or {}), **_gate_tags(decision)}
+    all_tags = {**_param_tags(model), **dict(tags or {}), **_gate_tags(decision)}
     if forced:
         all_tags["gate.forced"] = "true"
     version = registry.register_model(
@@ -117,6 +117,20 @@ def register_version(
         why = reason or _default_reason(version.version, decision)
         registry.set_alias(name, alias, version.version, reason=why, actor=actor)
     return version
+
+
+def _param_tags(model: Any) -> dict[str, str]:
+    """The hyperparameters a `Tuned` chose or a `Trained` fitted with, as ``param.*`` tags."""
+    from conveyor.lifecycle._train import Trained
+    from conveyor.lifecycle._tune import Tuned
+
+    if isinstance(model, Tuned):
+        params: Mapping[str, Any] = model.best_params
+    elif isinstance(model, Trained):
+        params = model.params
+    else:
+        return {}
+    return {f"param.{k}": str(v)[:_MAX_TAG] for k, v in params.items()}
 
 
 def _gate_tags(decision: GateDecision | None) -> dict[str, str]:
