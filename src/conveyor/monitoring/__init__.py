@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+from conveyor.monitoring.domain import DomainReport, domain_classifier
 from conveyor.monitoring.drift import METHODS, Reference, drift
 from conveyor.monitoring.results import ColumnDrift, DriftReport, Histogram
 from conveyor.profiling.profile import ColumnProfile, Profile, profile
@@ -21,10 +22,12 @@ __all__ = [
     "METHODS",
     "ColumnDrift",
     "ColumnProfile",
+    "DomainReport",
     "DriftReport",
     "Histogram",
     "Profile",
     "Reference",
+    "domain_classifier",
     "drift",
     "profile",
 ]
