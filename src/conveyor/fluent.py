@@ -232,16 +232,20 @@ def _forget(run: ActiveRun) -> None:
 
 
 def active_run() -> ActiveRun | None:
-    """The innermost active run of this thread, if any."""
+    """The innermost active run of this thread, if any; inside a pipeline step, the step's run."""
     stack = _stack()
-    return stack[-1] if stack else None
+    if stack:
+        return stack[-1]
+    from conveyor.runtime.context import current_step_run
+
+    return current_step_run()
 
 
 def _current() -> ActiveRun:
-    stack = _stack()
-    if not stack:
+    run = active_run()
+    if run is None:
         raise NoActiveRunError("no active run: call conveyor.start_run() first")
-    return stack[-1]
+    return run
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:

@@ -479,3 +479,32 @@ def test_a_given_executor_is_left_running(tracker):
 def _log(tracker, run_id: str) -> str:
     record = tracker.runs.get_artifact(run_id, "logs/step.log")
     return tracker.artifacts.get_bytes(record.sha256).decode()
+
+
+def test_code_inside_a_step_sees_the_step_run(tmp_path):
+    import conveyor
+    from conveyor.core.pipeline import pipeline as make_pipeline
+    from conveyor.core.step import step as make_step
+    from conveyor.runtime.context import current_step_run
+    from conveyor.runtime.runner import run_pipeline as run
+    from conveyor.stores.backends import open_artifact_store, open_metadata_store
+    from conveyor.tracking.tracker import Tracker
+
+    tracker = Tracker(
+        open_metadata_store(f"sqlite:///{tmp_path}/c.db"), open_artifact_store(str(tmp_path / "a"))
+    )
+
+    @make_step
+    def inner() -> str:
+        conveyor.log_metric("inside", 1.0)  # the top-level API logs to the step's run
+        return current_step_run().id
+
+    @make_pipeline
+    def outer():
+        inner()
+
+    result = run(outer, tracker=tracker, cache=False)
+    step_run_id = result.outputs["inner"]
+    assert step_run_id == result.steps["inner"].run_id
+    assert tracker.get_run(step_run_id).metrics["inside"] == 1.0
+    assert current_step_run() is None

@@ -35,6 +35,7 @@ from conveyor.runtime.cache import (
     param_texts,
 )
 from conveyor.runtime.capture import step_log
+from conveyor.runtime.context import step_run
 from conveyor.runtime.results import StepResult
 from conveyor.runtime.serializers import get_serializer
 from conveyor.runtime.values import Value, materialize
@@ -131,7 +132,8 @@ def _execute(
         try:
             args: dict[str, Any] = node.literals
             args.update({p: v.get() for p, v in inputs.items()})
-            returned, attempts = _call_with_retries(node, args, log)
+            with step_run(run):
+                returned, attempts = _call_with_retries(node, args, log)
             values = _store_outputs(ctx, node, returned, list(inputs.values()))
         except Exception as exc:  # the step's failure is its result, not the runner's
             log.append(_traceback(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import conveyor
 from conveyor import lifecycle as lc
 from conveyor import pipeline, step
 from conveyor.fluent import get_registry
@@ -105,9 +106,15 @@ def register_model(
         decision=decision,
         data_digests={"training_data": dataset.fingerprint},
         profile=profile.to_bytes(),
+        run_id=_step_run_id(),  # this step's run: the version's lineage starts here
         alias="production",
     )
     return {"registered": True, "version": version.version, "reasons": list(decision.reasons)}
+
+
+def _step_run_id() -> str | None:
+    run = conveyor.active_run()  # inside a pipeline, the step's own run
+    return None if run is None else run.id
 
 
 @pipeline
