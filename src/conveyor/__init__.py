@@ -59,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "DriftReport": "conveyor.monitoring",
     "ColumnDrift": "conveyor.monitoring",
     "Reference": "conveyor.monitoring",
+    "domain_classifier": "conveyor.monitoring",
+    "DomainReport": "conveyor.monitoring",
     # model registry
     "register_model": "conveyor.fluent",
     "load_model": "conveyor.fluent",
@@ -95,6 +97,7 @@ __all__ = [
     "ConfigError",
     "ConveyorError",
     "DataValidationError",
+    "DomainReport",
     "DriftReport",
     "Experiment",
     "FilterSyntaxError",
@@ -128,6 +131,7 @@ __all__ = [
     "__version__",
     "active_run",
     "configure",
+    "domain_classifier",
     "download_artifact",
     "drift",
     "end_run",
@@ -202,7 +206,16 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
-    from conveyor.monitoring import ColumnDrift, DriftReport, Profile, Reference, drift, profile
+    from conveyor.monitoring import (
+        ColumnDrift,
+        DomainReport,
+        DriftReport,
+        Profile,
+        Reference,
+        domain_classifier,
+        drift,
+        profile,
+    )
     from conveyor.registry import LoadedModel, Registry
     from conveyor.runtime.executors.local import LocalExecutor
     from conveyor.runtime.results import PipelineResult, StepResult
