@@ -1,0 +1,302 @@
+"""The serving app on a real server: protocols, validation, limits, batching, hot swap."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+
+
+def _expected(served, rows):
+    return served.registry.load_model("cancer/1").predict(rows).tolist()
+
+
+def _v2_body(rows):
+    return {
+        "id": "req-1",
+        "inputs": [
+            {
+                "name": "mean radius",
+                "datatype": "FP64",
+                "shape": [len(rows)],
+                "data": rows["mean radius"].tolist(),
+            },
+            {
+                "name": "mean texture",
+                "datatype": "FP64",
+                "shape": [len(rows), 1],
+                "data": [[v] for v in rows["mean texture"].tolist()],
+            },
+            {
+                "name": "mean smoothness",
+                "datatype": "FP32",
+                "shape": [len(rows)],
+                "data": rows["mean smoothness"].tolist(),
+            },
+            {
+                "name": "size",
+                "datatype": "BYTES",
+                "shape": [len(rows)],
+                "data": rows["size"].tolist(),
+            },
+        ],
+    }
+
+
+def test_v2_infer_with_typed_tensors_answers_predictions_and_probabilities(served, data):
+    rows = data[0].iloc[100:110]
+    r = requests.post(f"{served.url}/v2/models/cancer/infer", json=_v2_body(rows), timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-model-version"] == "cancer/1"
+    body = r.json()
+    assert body["id"] == "req-1"
+    assert body["model_name"] == "cancer"
+    assert body["model_version"] == "1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["predict"]["data"] == _expected(served, rows)
+    assert outputs["predict_proba"]["shape"] == [10, 2]
+
+
+def test_v2_metadata_and_health(served):
+    for path in (
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2",
+        "/v2/models/cancer",
+        "/v2/models/cancer/ready",
+        "/ping",
+        "/health",
+        "/version",
+        "/metrics",
+    ):
+        r = requests.get(served.url + path, timeout=10)
+        assert r.status_code == 200, path
+        assert r.headers["x-model-version"] == "cancer/1"
+    inputs = requests.get(f"{served.url}/v2/models/cancer", timeout=10).json()["inputs"]
+    assert [i["name"] for i in inputs][-1] == "size"
+
+
+def test_v1_predict_takes_records(served, data):
+    rows = data[0].iloc[:7]
+    body = {"instances": rows.to_dict(orient="records")}
+    r = requests.post(f"{served.url}/v1/models/cancer:predict", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == _expected(served, rows)
+
+
+@pytest.mark.parametrize("kind", ["split", "records", "instances", "inputs", "csv"])
+def test_mlflow_invocations_formats(served, data, kind):
+    rows = data[0].iloc[200:215]
+    if kind == "csv":
+        r = requests.post(
+            f"{served.url}/invocations",
+            data=rows.to_csv(index=False),
+            headers={"content-type": "text/csv"},
+            timeout=10,
+        )
+    else:
+        body = {
+            "split": {"dataframe_split": rows.to_dict(orient="split")},
+            "records": {"dataframe_records": rows.to_dict(orient="records")},
+            "instances": {"instances": rows.values.tolist()},
+            "inputs": {"inputs": rows.to_dict(orient="list")},
+        }[kind]
+        r = requests.post(f"{served.url}/invocations", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == _expected(served, rows)
+
+
+def test_validation_errors_name_the_column(served, data):
+    rows = data[0].iloc[:3]
+    missing = rows.drop(columns=["mean texture"]).to_dict(orient="records")
+    r = requests.post(
+        f"{served.url}/v1/models/cancer:predict", json={"instances": missing}, timeout=10
+    )
+    assert r.status_code == 422
+    assert "mean texture" in r.json()["field"]
+    assert r.json()["rule"]
+    wrong = rows.assign(**{"mean radius": ["a", "b", "c"]}).to_dict(orient="records")
+    r = requests.post(f"{served.url}/invocations", json={"dataframe_records": wrong}, timeout=10)
+    assert r.status_code == 422
+    assert "mean radius" in r.json()["field"]
+    body = _v2_body(rows)
+    body["inputs"][0]["data"] = ["x", "y", "z"]
+    r = requests.post(f"{served.url}/v2/models/cancer/infer", json=body, timeout=10)
+    assert r.status_code == 422
+    assert r.json()["field"] == "mean radius"
+
+
+def test_unknown_model_is_404(served):
+    r = requests.post(f"{served.url}/v2/models/nope/infer", json={"inputs": []}, timeout=10)
+    assert r.status_code == 404
+    assert r.json()["field"] == "model"
+    assert requests.get(f"{served.url}/v2/models/nope", timeout=10).status_code == 404
+    r = requests.post(f"{served.url}/v1/models/nope:predict", json={"instances": [{}]}, timeout=10)
+    assert r.status_code == 404
+
+
+def test_bad_json_and_nan_are_400(served):
+    for text in (b"{not json", b'{"instances": [{"mean radius": NaN}]}', b"[Infinity]"):
+        r = requests.post(
+            f"{served.url}/v1/models/cancer:predict",
+            data=text,
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        assert r.status_code == 400, text
+        assert r.json()["rule"] == "valid JSON"
+
+
+def test_oversized_bodies_are_413(served):
+    big = b'{"instances": [' + b"1," * 100_000 + b"1]}"
+    r = requests.post(
+        f"{served.url}/invocations",
+        data=big,
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 413
+
+    def chunks():
+        for _ in range(200):
+            yield b" " * 1000
+
+    r = requests.post(
+        f"{served.url}/invocations",
+        data=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
+    assert r.status_code == 413
+    assert r.json()["field"] == "body"
+
+
+def test_hostile_corpus_never_gets_a_5xx(served):
+    url = served.url
+    deep = b"[" * 5000 + b"]" * 5000
+    cases = [
+        ("/invocations", deep, "application/json"),
+        ("/v1/models/cancer:predict", deep, "application/json"),
+        ("/v2/models/cancer/infer", deep, "application/json"),
+        ("/invocations", b"<xml/>", "application/xml"),
+        ("/v2/models/cancer/infer", b"{}", "text/plain"),
+        ("/invocations", b'{"instances": ["' + b"a" * 90_000 + b'"]}', "application/json"),
+        ("/invocations", b"a,b\n1,2\n", "text/csv"),
+        ("/invocations", b'"\xff\xfe"', "application/json"),
+        (
+            "/invocations",
+            b'{"dataframe_split": {"columns": ["x"], "data": [[1, 2]]}}',
+            "application/json",
+        ),
+        ("/invocations", b'{"inputs": {"a": [1], "b": [1, 2]}}', "application/json"),
+        ("/invocations", b'{"instances": [1, 2], "inputs": []}', "application/json"),
+        ("/invocations", b"null", "application/json"),
+        ("/v1/models/cancer:explain", b"{}", "application/json"),
+        (
+            "/v2/models/cancer/infer",
+            b'{"inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [1]}]}',
+            "application/json",
+        ),
+        (
+            "/v2/models/cancer/infer",
+            b'{"inputs": [{"name": "x", "shape": [1], "datatype": "WEIRD", "data": [1]}]}',
+            "application/json",
+        ),
+        (
+            "/v2/models/cancer/infer",
+            b'{"inputs": [{"name": "x", "shape": [1, 1, 1], "datatype": "FP64", "data": [[[1]]]}]}',
+            "application/json",
+        ),
+        (
+            "/v2/models/cancer/infer",
+            b'{"inputs": [{"name": "mean radius", "shape": [1], '
+            b'"datatype": "INT64", "data": [1e400]}]}',
+            "application/json",
+        ),
+    ]
+    for path, body, kind in cases:
+        r = requests.post(url + path, data=body, headers={"content-type": kind}, timeout=10)
+        assert 400 <= r.status_code < 500, (path, body[:60], r.status_code, r.text)
+        assert "error" in r.json()
+    r = requests.post(
+        f"{url}/invocations",
+        data=b"{}",
+        timeout=10,
+        headers={"content-type": "application/json", "content-length": "abc"},
+    )
+    assert 400 <= r.status_code < 500
+
+
+def test_concurrent_requests_are_batched_and_answered_correctly(served, data):
+    X = data[0]
+    expected = served.registry.load_model("cancer/1").predict(X).tolist()
+    failures: list[str] = []
+    n_threads, per_thread = 16, 10
+
+    def client(k: int) -> None:
+        with requests.Session() as session:
+            for j in range(per_thread):
+                i = (k * per_thread + j) % len(X)
+                body = {"dataframe_records": X.iloc[[i]].to_dict(orient="records")}
+                r = session.post(f"{served.url}/invocations", json=body, timeout=30)
+                if r.status_code != 200 or r.json()["predictions"] != [expected[i]]:
+                    failures.append(r.text)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    metrics = requests.get(f"{served.url}/metrics", timeout=10).text
+    batches = sum(
+        int(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('conveyor_batch_size_count{model="cancer"}')
+    )
+    assert 0 < batches < n_threads * per_thread
+    assert (
+        'conveyor_requests_total{model="cancer",version="1",protocol="mlflow",status="200"}'
+        in metrics
+    )
+    assert "conveyor_queue_depth" in metrics
+    assert "conveyor_model_load_seconds_count" in metrics
+
+
+def test_hot_swap_has_zero_failed_requests(served, data, make_model):
+    X, _ = data
+    served.registry.register_model("cancer", make_model(data, c=0.01), X.head(20))
+    rows = X.iloc[:5]
+    body = {"dataframe_records": rows.to_dict(orient="records")}
+    seen: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                r = session.post(f"{served.url}/invocations", json=body, timeout=30)
+                if r.status_code != 200:
+                    failures.append(r.text)
+                else:
+                    seen.append(r.headers["x-model-version"])
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    served.registry.set_alias("cancer", "production", 2)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (not seen or seen[-1] != "cancer/2"):
+        time.sleep(0.05)
+    time.sleep(0.2)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert seen[0] == "cancer/1"
+    assert seen[-1] == "cancer/2"
+    first_new = seen.index("cancer/2")
+    assert all(v == "cancer/2" for v in seen[first_new + 3 :])
