@@ -163,7 +163,9 @@ class ServedModel:
                 for item in items:
                     await self._run_batch([item])
                 return
-            _fail(items[0], model)
+            problem = await asyncio.to_thread(_diagnose, model, items[0])
+            if not items[0].future.done():
+                items[0].future.set_exception(problem)
             return
         number = model.version.version
         label = f"{self.name}/{number}"
@@ -221,7 +223,8 @@ def _predict(model: LoadedModel, frame: pd.DataFrame, proba: bool) -> tuple[Any,
     return pred, probs
 
 
-def _fail(item: _Item, model: LoadedModel) -> None:
+def _diagnose(model: LoadedModel, item: _Item) -> HTTPProblem:
+    """Why ``item`` failed alone: a 422 naming the rule, or a logged 503."""
     try:
         _predict(model, item.frame, item.proba)
     except ValidationError as exc:
@@ -235,5 +238,4 @@ def _fail(item: _Item, model: LoadedModel) -> None:
         problem = HTTPProblem(503, "the model failed on this request; it was logged")
     else:
         problem = HTTPProblem(503, "the prediction failed transiently; retry")
-    if not item.future.done():
-        item.future.set_exception(problem)
+    return problem
