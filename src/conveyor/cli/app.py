@@ -11,7 +11,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import artifacts, db, init, lineage, models, monitor, run, runs
+from conveyor.cli import artifacts, db, init, lineage, models, monitor, run, runs, serve
 
 app = typer.Typer(
     name="conveyor",
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 app.command("init")(init.init)
 app.command("run")(run.run)
+app.command("serve")(serve.serve)
 runs.app.command("lineage")(lineage.lineage)
 app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
