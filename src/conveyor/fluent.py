@@ -82,10 +82,13 @@ def configure(
         extra=base.extra,
     )
     with _lock:
-        old, _tracker, _registry, _settings = _tracker, None, None, chosen
+        old, old_registry = _tracker, _registry
+        _tracker, _registry, _settings = None, None, chosen
     if old is not None:
         old.close()
         old.runs.close()
+    if old_registry is not None:
+        old_registry.models.close()
     return chosen
 
 

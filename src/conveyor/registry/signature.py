@@ -136,8 +136,26 @@ def prepare_input(signature: Signature, data: Any) -> Example:
         return _prepare_tensor(signature, example)
     if isinstance(example, np.ndarray):
         example = _frame_from_array(signature, example)
+    if _already_typed(signature, example):
+        # The common serving case: numeric columns of the trained dtypes; select them at once
+        # instead of building a Series per column (a millisecond per request).
+        return example[[spec.name for spec in signature.columns]]
     columns = {spec.name: _prepare_column(spec, example) for spec in signature.columns}
     return pd.DataFrame(columns, index=example.index)
+
+
+_PASS_THROUGH = ("integer", "float", "bool")
+
+
+def _already_typed(signature: Signature, frame: pd.DataFrame) -> bool:
+    """Whether every column is present with exactly its signature's numeric or bool dtype."""
+    dtypes = frame.dtypes
+    return all(
+        spec.name in dtypes.index
+        and _kind_of(spec.dtype) in _PASS_THROUGH
+        and str(dtypes[spec.name]) == spec.dtype
+        for spec in signature.columns
+    )
 
 
 def _frame_from_array(signature: Signature, array: np.ndarray) -> pd.DataFrame:
