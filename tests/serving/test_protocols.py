@@ -65,3 +65,23 @@ def test_nan_only_where_the_signature_allows_nulls():
         parse_json(b'{"x": NaN}', SIG)
     assert info.value.status == 400
     assert parse_json(b'{"x": NaN}', NULLABLE)["x"] != 0
+
+
+def test_rows_for_a_model_registered_from_an_array(registry, serve):
+    import requests
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.serving import create_app
+
+    X, y = load_breast_cancer(return_X_y=True)
+    model = LogisticRegression(max_iter=5000).fit(X, y)
+    registry.register_model("arrays", model, X[:5])
+    url = serve(create_app(registry, ["arrays/1"]))
+    body = {"inputs": X[:3].tolist()}
+    answer = requests.post(f"{url}/invocations", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == model.predict(X[:3]).tolist()
+    wrong = requests.post(f"{url}/invocations", json={"inputs": [[1.0, 2.0]]}, timeout=10)
+    assert wrong.status_code == 422
+    assert "shape" in wrong.json()["error"]

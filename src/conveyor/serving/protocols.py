@@ -83,6 +83,9 @@ def _records(rows: Any, signature: Signature, field: str) -> pd.DataFrame:
     if all(isinstance(r, dict) for r in rows):
         return pd.DataFrame.from_records(rows)
     if all(isinstance(r, list) for r in rows):
+        if signature.kind == "tensor":
+            # A model registered from an array: the signature checks the rows' shape and dtype.
+            return pd.DataFrame.from_records(rows)
         names = _names(signature)
         if any(len(r) != len(names) for r in rows):
             raise HTTPProblem(
