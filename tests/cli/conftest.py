@@ -12,25 +12,30 @@ from conveyor.stores.backends import open_artifact_store, open_metadata_store
 from conveyor.tracking.tracker import Tracker
 
 
+def run_cli(root: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real ``conveyor`` command in ``root``, with no CONVEYOR_* settings leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env["COLUMNS"] = "160"
+    done = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if ok:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
 @dataclass
 class Project:
     root: Path
     run_ids: list[str]
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-        env["COLUMNS"] = "160"
-        done = subprocess.run(
-            [sys.executable, "-m", "conveyor", *args],
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if ok:
-            assert done.returncode == 0, done.stderr
-        return done
+        return run_cli(self.root, *args, ok=ok)
 
 
 @pytest.fixture
@@ -54,19 +59,6 @@ def project(tmp_path) -> Project:
 
 # --- pipelines: `conveyor run` and `conveyor runs lineage` ------------------------
 # The commands are registered here as app.py registers them, unless it already does.
-
-_WIRED = """
-import sys
-from conveyor.cli import app, runs
-from conveyor.cli.lineage import lineage
-from conveyor.cli.run import run
-if "run" not in {c.name for c in app.app.registered_commands}:
-    app.app.command("run")(run)
-if "lineage" not in {c.name for c in runs.app.registered_commands}:
-    runs.app.command("lineage")(lineage)
-sys.argv[0] = "conveyor"
-app.main()
-"""
 
 PIPELINE_SOURCE = """
 from conveyor.core.pipeline import pipeline
@@ -97,19 +89,7 @@ class PipelineProject:
     root: Path
 
     def cli(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-        env["COLUMNS"] = "160"
-        done = subprocess.run(
-            [sys.executable, "-c", _WIRED, *args],
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if ok:
-            assert done.returncode == 0, done.stderr
-        return done
+        return run_cli(self.root, *args, ok=ok)
 
 
 @pytest.fixture

@@ -110,18 +110,7 @@ def _reuse(
     run.set_tags(
         {TAG_CACHED: "true", TAG_CACHED_FROM: hit.run_id, TAG_OUTPUTS: outputs_tag(hit.outputs)}
     )
-    duration = time.perf_counter() - started
-    run.log_metric("duration_s", duration)
-    run.end(RunStatus.FINISHED, flush=False)
-    return StepResult(
-        node.name,
-        RunStatus.FINISHED,
-        True,
-        run.id,
-        duration_s=duration,
-        values=values,
-        multiple=node.step.multiple_outputs,
-    )
+    return _finished(node, run, values, started, cached=True, attempts=0)
 
 
 def _execute(
@@ -144,13 +133,26 @@ def _execute(
     run.set_tags(
         {TAG_CACHED: "false", TAG_OUTPUTS: outputs_tag(stored), "conveyor.attempts": attempts}
     )
+    return _finished(node, run, values, started, cached=False, attempts=attempts)
+
+
+def _finished(
+    node: Node,
+    run: ActiveRun,
+    values: dict[str, Value],
+    started: float,
+    *,
+    cached: bool,
+    attempts: int,
+) -> StepResult:
+    """End a step's run FINISHED with its duration, and say so."""
     duration = time.perf_counter() - started
     run.log_metric("duration_s", duration)
     run.end(RunStatus.FINISHED, flush=False)
     return StepResult(
         node.name,
         RunStatus.FINISHED,
-        False,
+        cached,
         run.id,
         duration_s=duration,
         attempts=attempts,
