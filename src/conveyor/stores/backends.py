@@ -11,9 +11,15 @@ if TYPE_CHECKING:
     from conveyor.stores.artifacts.base import ByteStore
     from conveyor.stores.artifacts.content import ContentAddressedStore
     from conveyor.stores.metadata.base import RunStore
+    from conveyor.stores.metadata.loop import LoopStore
     from conveyor.stores.metadata.models import ModelStore
 
-__all__ = ["open_artifact_store", "open_metadata_store", "open_model_store"]
+__all__ = [
+    "open_artifact_store",
+    "open_loop_store",
+    "open_metadata_store",
+    "open_model_store",
+]
 
 
 # --- Artifact stores ---------------------------------------------------------
@@ -109,3 +115,21 @@ def open_model_store(uri: str) -> ModelStore:
     from conveyor.stores.metadata.sql.models import SqlModelStore
 
     return SqlModelStore(uri)
+
+
+def open_loop_store(uri: str) -> LoopStore:
+    """Open (and migrate, if needed) the closed loop's store in the metadata database.
+
+    It holds monitor evaluations, alerts, trigger events, leases, delivery checks
+    and traffic policies.
+
+    Args:
+        uri: ``sqlite:///path/conveyor.db`` or ``postgresql://user@host:port/db``.
+
+    Raises:
+        ConfigError: the scheme is not supported (the message lists those that are).
+    """
+    _check_sql_uri(uri)
+    from conveyor.stores.metadata.sql.loop import SqlLoopStore
+
+    return SqlLoopStore(uri)

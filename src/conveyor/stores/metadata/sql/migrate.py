@@ -18,7 +18,7 @@ from conveyor.stores.metadata.sql.engine import SqlEngines
 
 __all__ = ["HEAD", "current_revision", "ensure_schema"]
 
-HEAD = "0002"
+HEAD = "0003"
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Any constant works; it only has to be the same in every process.
 _PG_LOCK_KEY = 0x636F6E76  # "conv"

@@ -25,21 +25,28 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "alerts",
     "alias_events",
     "aliases",
     "artifacts",
+    "delivery_checks",
     "experiments",
     "latest_metrics",
+    "leases",
     "lineage",
+    "loop_state",
     "metadata",
     "metric_chunks",
     "model_files",
     "model_tags",
     "model_versions",
     "models",
+    "monitor_evaluations",
     "params",
     "runs",
     "tags",
+    "traffic",
+    "trigger_events",
     "version_tags",
 ]
 
@@ -264,4 +271,106 @@ alias_events = Table(
     Column("reason", Text),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_alias_events_model_alias", "model_id", "alias"),
+)
+
+
+# --- The closed loop: monitors, alerts, triggers, leases, delivery (0003) -------------
+# Records name models by name, not by key: a monitor or trigger may outlive a model
+# and its history must stay readable. Free-form details are JSON text.
+
+monitor_evaluations = Table(
+    "monitor_evaluations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("monitor", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("window_end", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("drift_share", Float),
+    Column("metrics", Text, nullable=False),
+    Column("report_sha256", String(64)),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_monitor_evaluations_monitor_window_end", "monitor", "window_end"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("source", String(128), nullable=False),
+    Column("rule", String(256), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("model", String(128)),
+    Column("version", Integer),
+    Column("evaluation_id", BigInteger),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_alerts_source", "source"),
+)
+
+trigger_events = Table(
+    "trigger_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("trigger", String(128), nullable=False),
+    Column("pipeline", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("run_id", String(32)),
+    Column("detail", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_trigger_events_trigger", "trigger"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("acquired_at", BigInteger, nullable=False),
+)
+
+loop_state = Table(
+    "loop_state",
+    metadata,
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+delivery_checks = Table(
+    "delivery_checks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("attempt", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_delivery_checks_model_version", "model", "version"),
+)
+
+traffic = Table(
+    "traffic",
+    metadata,
+    Column("model", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("canary_version", Integer),
+    Column("canary_share", Float, nullable=False),
+    Column("shadow_version", Integer),
+    Column("sticky_key", String(128)),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("model", "alias"),
 )
