@@ -93,8 +93,13 @@ def register_model(
     profile: lc.Profile,
     evaluation: lc.Evaluation,
     decision: lc.GateDecision,
+    alias: str = "challenger",
 ) -> dict[str, Any]:
-    """Register the model with its lineage and move ``production`` to it if the gate passed."""
+    """Register the model with its lineage, as the ``challenger``, if the gate passed.
+
+    Only delivery moves ``staging`` and ``production`` (``conveyor deploy``), through
+    the checks and approvals of the model's deployment policy.
+    """
     if not decision.passed:
         return {"registered": False, "reasons": list(decision.reasons)}
     version = lc.register_version(
@@ -107,7 +112,7 @@ def register_model(
         data_digests={"training_data": dataset.fingerprint},
         profile=profile.to_bytes(),
         run_id=_step_run_id(),  # this step's run: the version's lineage starts here
-        alias="production",
+        alias=alias,
     )
     return {"registered": True, "version": version.version, "reasons": list(decision.reasons)}
 
@@ -118,7 +123,12 @@ def _step_run_id() -> str | None:
 
 
 @pipeline
-def training(data: str = "data/flights-2013-*.parquet", n_trials: int = 8, seed: int = 0) -> None:
+def training(
+    data: str = "data/flights-2013-*.parquet",
+    n_trials: int = 8,
+    seed: int = 0,
+    alias: str = "challenger",
+) -> None:
     """Train, gate and register the flights model from the Parquet files under ``data``."""
     dataset = lc.extract(data)
     profile, schema = lc.analyze(dataset)
@@ -134,4 +144,4 @@ def training(data: str = "data/flights-2013-*.parquet", n_trials: int = 8, seed:
     tuned = tune_model(prepared, n_trials=n_trials, seed=seed)
     evaluation = evaluate_model(tuned, prepared)
     decision = validate_model(tuned, prepared)
-    register_model(tuned, prepared, dataset, profile, evaluation, decision)
+    register_model(tuned, prepared, dataset, profile, evaluation, decision, alias=alias)
