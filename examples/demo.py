@@ -70,8 +70,8 @@ def main() -> None:
 def summarize(result: conveyor.PipelineResult, elapsed: float) -> None:
     outcome = result.outputs["register_model"]
     registry = conveyor.get_registry()
-    production = registry.get_alias(MODEL, "production")
-    table = Table(title=f"{MODEL}@production is version {production.version}", show_header=False)
+    production = registry.get_alias(MODEL, "challenger")
+    table = Table(title=f"{MODEL}@challenger is version {production.version}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key in ("roc_auc", "accuracy", "f1", "log_loss", "ece"):
@@ -93,7 +93,7 @@ def summarize(result: conveyor.PipelineResult, elapsed: float) -> None:
     for command in (
         "conveyor runs list -e flights",
         f"conveyor runs lineage {result.run_id[:8]}",
-        f"conveyor models show {MODEL}@production",
+        f"conveyor models show {MODEL}@challenger",
         f"conveyor models history {MODEL}",
     ):
         console.print(f"  [bold].venv/bin/{command}[/]")
