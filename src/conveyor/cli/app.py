@@ -11,7 +11,7 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import artifacts, db, init, lineage, models, monitor, run, runs, serve
+from conveyor.cli import artifacts, build, ci, db, init, lineage, models, monitor, run, runs, serve
 
 app = typer.Typer(
     name="conveyor",
@@ -35,6 +35,9 @@ app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(db.app, name="db")
 app.command("gc")(artifacts.gc)
+app.command("ci")(ci.ci)
+app.command("build")(build.build)
+app.command("k8s")(build.k8s)
 
 
 def _version(value: bool) -> None:
