@@ -1,8 +1,9 @@
-"""`ServedModel`: a lone request is not held back; a failed load keeps the old version."""
+"""`ServedModel`: requests that arrive together share a batch; a lone one is not held back."""
 
 import asyncio
 import time
 
+from conveyor.serving.errors import HTTPProblem
 from conveyor.serving.metrics import Metrics
 from conveyor.serving.model import ServedModel
 
@@ -50,3 +51,71 @@ def test_failed_load_keeps_the_old_version(registry, data, make_model, monkeypat
         return swapped, after_failure, swapped_again, served.version_label
 
     assert asyncio.run(go()) == (False, "m/1", True, "m/2")
+
+
+def _batches(metrics: Metrics) -> int:
+    line = next(
+        x for x in metrics.render().splitlines() if x.startswith("conveyor_batch_size_count")
+    )
+    return int(line.rsplit(" ", 1)[1])
+
+
+def test_requests_that_arrive_together_share_one_batch(registry, data, make_model):
+    X, _ = data
+    model = make_model(data)
+    registry.register_model("m", model, X.head(10))
+
+    async def go(wait_ms, in_thread):
+        metrics = Metrics(dict)
+        served = ServedModel(registry, "m/1", metrics, batch_wait_ms=wait_ms)
+        served.predictor.inline = not in_thread
+        await served.start()
+        rows = [served.validate(X.iloc[[i]]) for i in range(8)]
+        results = await asyncio.gather(*(served.predict(r) for r in rows))
+        await served.stop()
+        return [int(r.predict[0]) for r in results], _batches(metrics), served.queue_depth
+
+    expected = model.predict(X.head(8)).tolist()
+    assert asyncio.run(go(2.0, False)) == (expected, 1, 0)
+    assert asyncio.run(go(2.0, True)) == (expected, 1, 0)
+    assert asyncio.run(go(0, False)) == (expected, 8, 0)
+
+
+def test_a_bad_request_in_a_batch_fails_alone(registry, data, make_model):
+    X, _ = data
+    registry.register_model("m", make_model(data), X.head(10))
+    broken = X.head(1).copy()
+    broken["mean radius"] = "not a number"  # past validation: only the model can refuse it
+
+    async def go():
+        served = ServedModel(registry, "m/1", Metrics(dict))
+        await served.start()
+        good = served.validate(X.head(2))
+        answers = await asyncio.gather(
+            served.predict(good), served.predict(broken), return_exceptions=True
+        )
+        await served.stop()
+        return answers
+
+    ok, bad = asyncio.run(go())
+    assert len(ok.predict) == 2
+    assert isinstance(bad, HTTPProblem)
+    assert bad.status == 422
+
+
+def test_the_others_are_answered_when_the_leader_is_cancelled(registry, data, make_model):
+    X, _ = data
+    registry.register_model("m", make_model(data), X.head(10))
+
+    async def go():
+        served = ServedModel(registry, "m/1", Metrics(dict))
+        await served.start()
+        leader = asyncio.ensure_future(served.predict(served.validate(X.head(1))))
+        other = asyncio.ensure_future(served.predict(served.validate(X.head(2))))
+        await asyncio.sleep(0)  # the leader gathers; the other joins its batch
+        leader.cancel()
+        result = await asyncio.wait_for(other, 5)
+        await served.stop()
+        return leader.cancelled(), len(result.predict)
+
+    assert asyncio.run(go()) == (True, 2)

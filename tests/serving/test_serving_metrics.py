@@ -26,3 +26,16 @@ def test_label_values_are_escaped():
     metrics = Metrics(dict)
     metrics.request('a"b', "1", "v1", 404, 0.0)
     assert 'model="a\\"b"' in metrics.render()
+
+
+def test_a_value_on_a_bucket_bound_counts_in_that_bucket():
+    metrics = Metrics(dict)
+    for rows in (1, 2, 2, 3, 2000):
+        metrics.batch("m", rows)
+    lines = metrics.render().splitlines()
+    assert 'conveyor_batch_size_bucket{model="m",le="1"} 1' in lines
+    assert 'conveyor_batch_size_bucket{model="m",le="2"} 3' in lines
+    assert 'conveyor_batch_size_bucket{model="m",le="4"} 4' in lines
+    assert 'conveyor_batch_size_bucket{model="m",le="1024"} 4' in lines
+    assert 'conveyor_batch_size_bucket{model="m",le="+Inf"} 5' in lines
+    assert 'conveyor_batch_size_sum{model="m"} 2008' in lines

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 
 __all__ = ["Histogram", "Metrics"]
 
@@ -47,24 +49,25 @@ class Histogram:
         self._sums: dict[Labels, float] = defaultdict(float)
 
     def observe(self, value: float, labels: Labels = ()) -> None:
-        """Count ``value`` under ``labels``."""
-        counts = self._counts.setdefault(labels, [0] * (len(self.buckets) + 1))
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                counts[i] += 1
-        counts[-1] += 1
+        """Count ``value`` under ``labels`` (one bucket per value; cumulated when rendered)."""
+        counts = self._counts.get(labels)
+        if counts is None:
+            counts = self._counts[labels] = [0] * (len(self.buckets) + 1)
+        counts[bisect_left(self.buckets, value)] += 1
         self._sums[labels] += value
 
     def render(self) -> list[str]:
         """The metric's lines."""
         lines = [f"# HELP {self.name} {self.help_text}", f"# TYPE {self.name} histogram"]
         for labels, counts in sorted(self._counts.items()):
-            for bound, count in zip(self.buckets, counts, strict=False):
+            cumulative = list(accumulate(counts))
+            for bound, count in zip(self.buckets, cumulative, strict=False):
                 le = (("le", _number(bound)),)
                 lines.append(f"{self.name}_bucket{_labels(labels, le)} {count}")
-            lines.append(f"{self.name}_bucket{_labels(labels, (('le', '+Inf'),))} {counts[-1]}")
+            total = cumulative[-1]
+            lines.append(f"{self.name}_bucket{_labels(labels, (('le', '+Inf'),))} {total}")
             lines.append(f"{self.name}_sum{_labels(labels)} {_number(self._sums[labels])}")
-            lines.append(f"{self.name}_count{_labels(labels)} {counts[-1]}")
+            lines.append(f"{self.name}_count{_labels(labels)} {total}")
         return lines
 
 

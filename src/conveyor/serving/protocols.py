@@ -1,22 +1,29 @@
-"""Request bodies of each protocol turned into one DataFrame, and answers turned into JSON."""
+"""Request bodies of each protocol turned into one batch of rows, and answers turned into JSON.
+
+Numeric rows for a numeric signature become one array at once (`fastpath.Rows`);
+anything else becomes a DataFrame that `ServedModel.validate` checks column by column.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from itertools import chain
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import orjson
 import pandas as pd
 
 from conveyor.serving.errors import HTTPProblem
+from conveyor.serving.fastpath import Rows, rows_array, stack_columns, tensor_rows
 
 if TYPE_CHECKING:
     from conveyor.core.registry import Signature
 
 __all__ = [
+    "Batch",
     "frame_from_mlflow",
     "frame_from_v1",
     "frame_from_v2",
@@ -25,6 +32,9 @@ __all__ = [
     "parse_json",
     "v2_datatype",
 ]
+
+# What a request body becomes: rows to check and predict.
+Batch: TypeAlias = pd.DataFrame | Rows
 
 _V2_DTYPES = {
     "FP64": np.float64,
@@ -76,10 +86,13 @@ def _names(signature: Signature) -> list[str]:
     return [c.name for c in signature.columns]
 
 
-def _records(rows: Any, signature: Signature, field: str) -> pd.DataFrame:
-    """Records (a list of objects) or rows (a list of lists) as a frame."""
+def _records(rows: Any, signature: Signature, field: str) -> Batch:
+    """Records (a list of objects) or rows (a list of lists) as a batch."""
     if not isinstance(rows, list) or not rows:
         raise HTTPProblem(400, f"{field} must be a non-empty list", field, "non-empty list")
+    lean = rows_array(rows, signature)
+    if lean is not None:
+        return lean
     if all(isinstance(r, dict) for r in rows):
         return pd.DataFrame.from_records(rows)
     if all(isinstance(r, list) for r in rows):
@@ -100,14 +113,14 @@ def _records(rows: Any, signature: Signature, field: str) -> pd.DataFrame:
     raise HTTPProblem(400, f"{field} must be a list of objects or of lists", field, "shape")
 
 
-def frame_from_v1(data: Any, signature: Signature) -> pd.DataFrame:
-    """A KServe V1 body (``{"instances": [...]}``) as a frame."""
+def frame_from_v1(data: Any, signature: Signature) -> Batch:
+    """A KServe V1 body (``{"instances": [...]}``) as a batch."""
     if not isinstance(data, dict) or "instances" not in data:
         raise HTTPProblem(400, 'the body must be {"instances": [...]}', "instances", "required")
     return _records(data["instances"], signature, "instances")
 
 
-def frame_from_mlflow(data: Any, signature: Signature) -> pd.DataFrame:
+def frame_from_mlflow(data: Any, signature: Signature) -> Batch:
     """An MLflow scoring body (dataframe_split, dataframe_records, instances, inputs)."""
     if not isinstance(data, dict):
         raise HTTPProblem(400, "the body must be a JSON object", "body", "object")
@@ -126,6 +139,10 @@ def frame_from_mlflow(data: Any, signature: Signature) -> pd.DataFrame:
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise HTTPProblem(400, "dataframe_split needs columns and data", key, "split format")
         columns = value.get("columns")
+        if isinstance(columns, list):
+            lean = rows_array(value["data"], signature, columns)
+            if lean is not None:
+                return lean
         try:
             return pd.DataFrame(value["data"], columns=columns)
         except (ValueError, TypeError, AssertionError) as exc:
@@ -144,7 +161,7 @@ def _column(value: Any, name: str) -> list[Any]:
     return value
 
 
-def frame_from_v2(data: Any, signature: Signature) -> pd.DataFrame:
+def frame_from_v2(data: Any, signature: Signature) -> Batch:
     """An Open Inference V2 body: one tensor per column, or one 2-D tensor."""
     if not isinstance(data, dict) or not isinstance(data.get("inputs"), list) or not data["inputs"]:
         raise HTTPProblem(
@@ -163,7 +180,8 @@ def frame_from_v2(data: Any, signature: Signature) -> pd.DataFrame:
                     name,
                     "shape",
                 )
-            return pd.DataFrame(array, columns=names)
+            lean = tensor_rows(array, signature)
+            return lean if lean is not None else pd.DataFrame(array, columns=names)
     columns: dict[str, np.ndarray] = {}
     for tensor in tensors:
         name, array = _tensor(tensor)
@@ -175,7 +193,8 @@ def frame_from_v2(data: Any, signature: Signature) -> pd.DataFrame:
     lengths = {len(a) for a in columns.values()}
     if len(lengths) > 1:
         raise HTTPProblem(400, "all inputs must have the same number of rows", "inputs", "shape")
-    return pd.DataFrame(columns)
+    lean = stack_columns(columns, signature)
+    return lean if lean is not None else pd.DataFrame(columns)
 
 
 def _tensor(tensor: Any) -> tuple[str, np.ndarray]:
@@ -193,13 +212,13 @@ def _tensor(tensor: Any) -> tuple[str, np.ndarray]:
         raise HTTPProblem(400, f"input {name!r} must be 1-D or 2-D", name, "shape")
     if not isinstance(data, list):
         raise HTTPProblem(400, f"input {name!r} needs data (a list)", name, "data")
-    flat = _flatten(data)
+    flat, kinds = _flatten(data)
     if len(flat) != math.prod(shape):
         raise HTTPProblem(
             400, f"input {name!r} holds {len(flat)} values, its shape says {shape}", name, "shape"
         )
     if datatype == "BYTES":
-        if not all(isinstance(v, str) for v in flat):
+        if not kinds <= {str}:
             raise HTTPProblem(422, f"input {name!r} must hold strings", name, "datatype BYTES")
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
@@ -207,16 +226,15 @@ def _tensor(tensor: Any) -> tuple[str, np.ndarray]:
     dtype = _V2_DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise HTTPProblem(422, f"input {name!r}: unknown datatype {datatype!r}", name, "datatype")
+    # Checked by the set of value types (one C-level pass), not value by value.
     if dtype is np.bool_:
-        ok = all(isinstance(v, bool) for v in flat)
+        ok = kinds <= {bool}
+    elif not kinds <= {int, float}:
+        ok = False
+    elif np.issubdtype(dtype, np.integer) and float in kinds:
+        ok = all(float(v).is_integer() for v in flat)
     else:
-        integer = np.issubdtype(dtype, np.integer)
-        ok = all(
-            isinstance(v, int | float)
-            and not isinstance(v, bool)
-            and (not integer or float(v).is_integer())
-            for v in flat
-        )
+        ok = True
     if not ok:
         raise HTTPProblem(422, f"input {name!r} must hold {datatype} values", name, datatype)
     try:
@@ -226,17 +244,18 @@ def _tensor(tensor: Any) -> tuple[str, np.ndarray]:
     return name, array.reshape(shape)
 
 
-def _flatten(data: list[Any]) -> list[Any]:
-    if data and all(isinstance(row, list) for row in data):
-        flat: list[Any] = []
-        for row in data:
-            if any(isinstance(v, list | dict) for v in row):
-                raise HTTPProblem(400, "tensor data nests too deep", "inputs", "shape")
-            flat.extend(row)
-        return flat
-    if any(isinstance(v, list | dict) for v in data):
+def _flatten(data: list[Any]) -> tuple[list[Any], set[type]]:
+    """The values of 1-D or row-nested tensor data, and the set of their types."""
+    outer = set(map(type, data))
+    if outer == {list}:
+        flat = list(chain.from_iterable(data))
+        kinds = set(map(type, flat))
+        if kinds & {list, dict}:
+            raise HTTPProblem(400, "tensor data nests too deep", "inputs", "shape")
+        return flat, kinds
+    if outer & {list, dict}:
         raise HTTPProblem(400, "tensor data mixes rows and values", "inputs", "shape")
-    return data
+    return data, outer
 
 
 def jsonable(values: np.ndarray) -> list[Any]:
