@@ -265,11 +265,17 @@ def test_concurrent_requests_are_batched_and_answered_correctly(served, data):
     assert "conveyor_model_load_seconds_count" in metrics
 
 
-def test_hot_swap_has_zero_failed_requests(served, data, make_model):
+def test_hot_swaps_and_rollbacks_under_load_fail_no_request(registry, data, serve, make_model):
+    """22 alias moves (forward, rollback, forward...) under 3 clients: 0 failed requests."""
+    from conveyor.serving import create_app
+
     X, _ = data
-    served.registry.register_model("cancer", make_model(data, c=0.01), X.head(20))
-    rows = X.iloc[:5]
-    body = {"dataframe_records": rows.to_dict(orient="records")}
+    registry.register_model("cancer", make_model(data), X.head(20))
+    registry.register_model("cancer", make_model(data, c=0.01), X.head(20))
+    registry.set_alias("cancer", "production", 1)
+    app = create_app(registry, ["cancer@production"], poll_seconds=0.03)
+    url = serve(app)
+    body = {"dataframe_records": X.iloc[:5].to_dict(orient="records")}
     seen: list[str] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -277,7 +283,7 @@ def test_hot_swap_has_zero_failed_requests(served, data, make_model):
     def client() -> None:
         with requests.Session() as session:
             while not stop.is_set():
-                r = session.post(f"{served.url}/invocations", json=body, timeout=30)
+                r = session.post(f"{url}/invocations", json=body, timeout=30)
                 if r.status_code != 200:
                     failures.append(r.text)
                 else:
@@ -286,17 +292,176 @@ def test_hot_swap_has_zero_failed_requests(served, data, make_model):
     threads = [threading.Thread(target=client) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
-    served.registry.set_alias("cancer", "production", 2)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (not seen or seen[-1] != "cancer/2"):
-        time.sleep(0.05)
-    time.sleep(0.2)
-    stop.set()
-    for t in threads:
-        t.join()
+    swaps = 0
+    try:
+        for i in range(22):
+            want = "cancer/2" if i % 2 == 0 else "cancer/1"
+            if i % 2 == 0:
+                registry.set_alias("cancer", "production", 2)
+            else:
+                registry.rollback("cancer", "production")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (not seen or seen[-1] != want):
+                time.sleep(0.01)
+            swaps += seen[-1] == want
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
     assert not failures
-    assert seen[0] == "cancer/1"
-    assert seen[-1] == "cancer/2"
-    first_new = seen.index("cancer/2")
-    assert all(v == "cancer/2" for v in seen[first_new + 3 :])
+    assert swaps == 22
+    assert len(seen) > 22
+
+
+# -- request ids, capture, feedback --------------------------------------------
+
+
+def test_every_answer_carries_a_request_id_and_the_version(served, data):
+    rows = data[0].iloc[:2]
+    body = {"dataframe_records": rows.to_dict(orient="records")}
+    url = served.url
+    r = requests.post(f"{url}/invocations", json=body, headers={"X-Request-ID": "abc.1:2-3_4"})
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] == "abc.1:2-3_4"
+    assert r.headers["x-model-version"] == "cancer/1"
+    r = requests.post(f"{url}/invocations", json=body)
+    generated = r.headers["x-request-id"]
+    assert len(generated) == 32
+    assert int(generated, 16) >= 0
+    assert requests.post(f"{url}/invocations", json=body).headers["x-request-id"] != generated
+    r = requests.post(f"{url}/v2/models/cancer/infer", json=_v2_body(rows))
+    assert r.headers["x-request-id"] == "req-1"
+    assert r.json()["id"] == "req-1"
+    assert r.json()["model_version"] == "1"
+    nameless = {k: v for k, v in _v2_body(rows).items() if k != "id"}
+    r = requests.post(f"{url}/v2/models/cancer/infer", json=nameless)
+    assert r.json()["id"] == r.headers["x-request-id"]
+    for bad in ("x" * 129, "has space", "semi;colon"):
+        r = requests.post(f"{url}/invocations", json=body, headers={"X-Request-ID": bad})
+        assert r.status_code == 400
+        assert r.json()["field"] == "X-Request-ID"
+        assert len(r.headers["x-request-id"]) == 32
+    r = requests.post(f"{url}/v2/models/cancer/infer", json={**_v2_body(rows), "id": "a b"})
+    assert r.status_code == 400
+    assert r.json()["field"] == "id"
+    for path in ("/ping", "/v2/health/ready", "/metrics", "/openapi.json"):
+        assert "x-request-id" in requests.get(url + path).headers
+
+
+def _run_until_stopped(app):
+    """Start ``app`` on uvicorn; returns its URL and a function that stops it (lifespan end)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(20)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+def test_capture_records_answers_and_flushes_on_shutdown(registry, data, tmp_path):
+    from conveyor.serving import create_app
+    from conveyor.serving.capture import CaptureWriter
+    from conveyor.stores.capture import join_feedback, read_capture, read_feedback
+
+    X, _ = data
+    registry.register_model("cancer", __import__("conftest").build_model(data), X.head(20))
+    store = registry.artifacts.byte_store
+    writer = CaptureWriter(store, window_s=60)
+    app = create_app(registry, ["cancer/1"], capture=writer)
+    url, stop = _run_until_stopped(app)
+    try:
+        rows = X.iloc[10:13]
+        r = requests.post(
+            f"{url}/invocations",
+            json={"dataframe_split": rows.to_dict(orient="split")},
+            headers={"X-Request-ID": "mlflow-1"},
+        )
+        assert r.status_code == 200
+        r = requests.post(f"{url}/v2/models/cancer/infer", json=_v2_body(X.iloc[20:21]))
+        assert r.status_code == 200
+        bad = rows.drop(columns=["size"]).to_dict(orient="records")
+        r = requests.post(
+            f"{url}/v1/models/cancer:predict",
+            json={"instances": bad},
+            headers={"X-Request-ID": "bad-1"},
+        )
+        assert r.status_code == 422
+        fb = {
+            "request_ids": ["mlflow-1", "mlflow-1", "req-1"],
+            "labels": [1, 0, 1],
+            "rows": [0, 2, 0],
+        }
+        r = requests.post(f"{url}/v2/models/cancer/feedback", json=fb)
+        assert r.status_code == 200, r.text
+        assert r.json()["labels"] == 3
+        assert read_capture(store, "cancer").num_rows == 0  # still buffered: a 60 s window
+        metrics = requests.get(f"{url}/metrics").text
+        assert "conveyor_capture_rows_total 5" in metrics
+        assert "conveyor_capture_dropped_rows_total 0" in metrics
+    finally:
+        stop()
+    table = read_capture(store, "cancer")
+    by_id = {}
+    for row in table.to_pylist():
+        by_id.setdefault(row["request_id"], []).append(row)
+    assert [r["row"] for r in by_id["mlflow-1"]] == [0, 1, 2]
+    assert [r["in.mean radius"] for r in by_id["mlflow-1"]] == rows["mean radius"].tolist()
+    expected = registry.load_model("cancer/1").predict(rows).tolist()
+    assert [r["out.prediction"] for r in by_id["mlflow-1"]] == expected
+    assert all(0 <= r["out.probability"] <= 1 for r in by_id["mlflow-1"])
+    assert {r["route"] for r in table.to_pylist()} == {"primary"}
+    assert by_id["req-1"][0]["status"] == 200
+    assert by_id["bad-1"][0]["status"] == 422
+    assert by_id["bad-1"][0]["in.mean radius"] is None
+    assert all(r["version"] == 1 and r["latency_ms"] > 0 for r in table.to_pylist())
+    joined = join_feedback(table, read_feedback(store, "cancer")).to_pylist()
+    labels = {(r["request_id"], r["row"]): r["label"] for r in joined}
+    assert labels[("mlflow-1", 0)] == 1
+    assert labels[("mlflow-1", 1)] is None
+    assert labels[("mlflow-1", 2)] == 0
+    assert labels[("req-1", 0)] == 1
+
+
+def test_feedback_bad_bodies_name_the_field(served):
+    url = f"{served.url}/v2/models/cancer/feedback"
+    cases = [
+        ({"labels": [1]}, 422, "request_ids"),
+        ({"request_ids": [], "labels": []}, 422, "request_ids"),
+        ({"request_ids": ["a", "b"], "labels": [1]}, 422, "labels"),
+        ({"request_ids": ["a"], "labels": [None]}, 422, "labels"),
+        ({"request_ids": ["a"], "labels": [[1]]}, 422, "labels"),
+        ({"request_ids": ["a b"], "labels": [1]}, 422, "request_ids"),
+        ({"request_ids": [1], "labels": [1]}, 422, "request_ids"),
+        ({"request_ids": ["a"], "labels": [1], "rows": [-1]}, 422, "rows"),
+        ({"request_ids": ["a"], "labels": [1], "rows": [True]}, 422, "rows"),
+        ({"request_ids": ["a"], "labels": [1], "rows": [0, 1]}, 422, "rows"),
+        ({"request_ids": ["a", "b"], "labels": [1, "x"]}, 422, "label"),
+        ({"request_ids": ["a"], "labels": [1], "extra": 1}, 422, "extra"),
+        ([1, 2], 400, "body"),
+    ]
+    for body, status, field in cases:
+        r = requests.post(url, json=body, timeout=10)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["field"] == field, (body, r.text)
+    r = requests.post(url, data=b"{nope", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    r = requests.post(url, data=b"a,b", headers={"content-type": "text/csv"})
+    assert r.status_code == 415
+    r = requests.post(
+        f"{served.url}/v2/models/nope/feedback", json={"request_ids": ["a"], "labels": [1]}
+    )
+    assert r.status_code == 404

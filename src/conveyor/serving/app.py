@@ -346,8 +346,8 @@ class _Server:
         served = self.model(request.path_params["model"])
         data = await self._json_body(request, served)
         body_id = data.get("id") if isinstance(data, dict) else None
-        if body_id is not None and call.rid is None:
-            call.rid = _request_id(body_id, "id")
+        if call.rid is None:
+            call.rid = uuid.uuid4().hex if body_id is None else _request_id(body_id, "id")
         result = await self._predict(
             request, call, served, lambda sig: protocols.frame_from_v2(data, sig), proba=True
         )

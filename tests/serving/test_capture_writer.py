@@ -1,0 +1,161 @@
+"""`CaptureWriter`: buffered rows written to the capture log by count, by time and on close."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conveyor.errors import ValidationError
+from conveyor.serving.capture import CaptureEntry, CaptureWriter
+from conveyor.stores.backends import open_artifact_store
+from conveyor.stores.capture import read_capture
+
+
+@pytest.fixture
+def store(tmp_path):
+    return open_artifact_store(str(tmp_path / "artifacts")).byte_store
+
+
+def _entry(
+    rid: str, n: int = 2, version: int = 1, route: str = "primary", ts: int = 1_700_000_000_000
+) -> CaptureEntry:
+    inputs = pd.DataFrame({"x": np.arange(n, dtype=float), "size": ["a"] * n})
+    return CaptureEntry(
+        "cancer",
+        version,
+        route,
+        rid,
+        ts,
+        1.5,
+        200,
+        inputs,
+        (),
+        np.arange(n) % 2,
+        np.tile([[0.25, 0.75]], (n, 1)),
+    )
+
+
+def _wait_for_rows(store, n: int, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        table = read_capture(store, "cancer")
+        if table.num_rows >= n:
+            return table
+        time.sleep(0.02)
+    return read_capture(store, "cancer")
+
+
+def test_rows_are_written_when_the_buffer_reaches_flush_rows(store):
+    writer = CaptureWriter(store, window_s=60, flush_rows=4, max_rows=100)
+    writer.start()
+    try:
+        writer.add(_entry("a", 2))
+        writer.add(_entry("b", 2, ts=1_700_000_000_001))
+        table = _wait_for_rows(store, 4)
+    finally:
+        writer.close()
+    assert table.num_rows == 4
+    assert table.column("request_id").to_pylist() == ["a", "a", "b", "b"]
+    assert table.column("row").to_pylist() == [0, 1, 0, 1]
+    assert table.column("in.x").to_pylist() == [0.0, 1.0, 0.0, 1.0]
+    assert table.column("in.size").to_pylist() == ["a"] * 4
+    assert table.column("out.prediction").to_pylist() == [0, 1, 0, 1]
+    assert table.column("out.probability").to_pylist() == [0.75] * 4
+    assert set(table.column("route").to_pylist()) == {"primary"}
+    assert table.column("status").to_pylist() == [200] * 4
+
+
+def test_rows_are_written_when_the_window_ends(store):
+    writer = CaptureWriter(store, window_s=0.2, flush_rows=1000, max_rows=1000)
+    writer.start()
+    try:
+        writer.add(_entry("late", 1))
+        table = _wait_for_rows(store, 1, timeout=3)
+        assert table.num_rows == 1
+    finally:
+        writer.close()
+
+
+def test_close_flushes_what_is_buffered(store):
+    writer = CaptureWriter(store, window_s=60, flush_rows=1000, max_rows=1000)
+    writer.start()
+    writer.add(_entry("x", 3))
+    writer.add(_entry("y", 1, version=2, route="canary"))
+    assert read_capture(store, "cancer").num_rows == 0
+    writer.close()
+    table = read_capture(store, "cancer")
+    assert table.num_rows == 4
+    assert sorted(set(table.column("version").to_pylist())) == [1, 2]
+    assert writer.written_files == 2  # one file per version
+    assert writer.add(_entry("after", 1)) is False  # closed: dropped, counted
+    assert writer.dropped_rows == 1
+
+
+def test_a_full_buffer_drops_and_counts_rows_without_blocking(store):
+    writer = CaptureWriter(store, window_s=60, flush_rows=5, max_rows=5)  # no thread
+    assert writer.add(_entry("a", 3))
+    started = time.perf_counter()
+    assert writer.add(_entry("b", 3)) is False
+    assert time.perf_counter() - started < 0.01
+    assert writer.dropped_rows == 3
+    assert writer.buffered_rows == 3
+    text = "\n".join(writer.render_metrics())
+    assert "conveyor_capture_dropped_rows_total 3" in text
+    assert "conveyor_capture_buffered_rows 3" in text
+    writer.close()
+    assert read_capture(store, "cancer").num_rows == 3
+
+
+def test_sampling_takes_about_the_given_share():
+    writer = CaptureWriter(
+        open_artifact_store("memory://capture-sample").byte_store, sample=0.25, seed=7
+    )
+    share = sum(writer.sampled() for _ in range(4000)) / 4000
+    assert 0.2 < share < 0.3
+    never = CaptureWriter(writer.store, sample=0.0)
+    assert not any(never.sampled() for _ in range(100))
+
+
+def test_array_inputs_and_refused_requests(store):
+    writer = CaptureWriter(store)
+    arr = CaptureEntry(
+        "cancer",
+        1,
+        "primary",
+        "arr",
+        5,
+        1.0,
+        200,
+        np.array([[1.0, 2.0]]),
+        ("p", "q"),
+        np.array([1]),
+        None,
+    )
+    refused = CaptureEntry("cancer", 1, "primary", "bad", 6, 0.5, 422)
+    writer.add(arr)
+    writer.add(refused)
+    writer.close()
+    table = read_capture(store, "cancer")
+    rows = {r["request_id"]: r for r in table.to_pylist()}
+    assert rows["arr"]["in.p"] == 1.0
+    assert rows["arr"]["in.q"] == 2.0
+    assert rows["bad"]["status"] == 422
+    assert rows["bad"]["in.p"] is None
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"sample": 1.5}, "capture_sample"),
+        ({"window_s": 0}, "capture_window"),
+        ({"flush_rows": 0}, "capture_flush_rows"),
+        ({"flush_rows": 10, "max_rows": 5}, "capture_max_rows"),
+    ],
+)
+def test_bad_options_name_the_option(store, options, field):
+    with pytest.raises(ValidationError) as info:
+        CaptureWriter(store, **options)
+    assert info.value.field == field
