@@ -11,7 +11,22 @@ import sys
 import typer
 
 from conveyor import __version__
-from conveyor.cli import artifacts, build, ci, db, init, lineage, models, monitor, run, runs, serve
+from conveyor.cli import (
+    agent,
+    artifacts,
+    build,
+    ci,
+    db,
+    feedback,
+    init,
+    lineage,
+    models,
+    monitor,
+    predict,
+    run,
+    runs,
+    serve,
+)
 
 app = typer.Typer(
     name="conveyor",
@@ -28,6 +43,8 @@ app = typer.Typer(
 app.command("init")(init.init)
 app.command("run")(run.run)
 app.command("serve")(serve.serve)
+app.command("feedback")(feedback.feedback)
+app.command("predict")(predict.predict)
 runs.app.command("lineage")(lineage.lineage)
 app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
@@ -38,6 +55,9 @@ app.command("gc")(artifacts.gc)
 app.command("ci")(ci.ci)
 app.command("build")(build.build)
 app.command("k8s")(build.k8s)
+app.command("agent")(agent.agent)
+app.command("trigger")(agent.trigger)
+app.add_typer(agent.triggers_app, name="triggers")
 
 
 def _version(value: bool) -> None:
