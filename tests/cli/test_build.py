@@ -36,11 +36,7 @@ def shop(tmp_path):
     registry.set_alias("flights", "production", 2, reason="checks passed")
     models.close()
     (tmp_path / "conveyor.yaml").write_text(
-        "experiment: shop\n"
-        "deployments:\n"
-        "  flights@production:\n"
-        "    replicas: 2\n"
-        "    resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: '2', memory: 2Gi}}\n"
+        "experiment: shop\ndeployments:\n  flights:\n    resources: {memory_mb: 1024, cpu: 2}\n"
     )
     return tmp_path
 
@@ -95,11 +91,11 @@ def test_k8s_writes_valid_manifests_from_the_declaration_and_options(shop):
     for doc in docs.values():
         kubernetes_validate.validate(doc, "1.30", strict=True)
     deployment = docs["deployment"]
-    assert deployment["spec"]["replicas"] == 3  # the option over the declaration
+    assert deployment["spec"]["replicas"] == 3
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "conveyor-flights:2"
-    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
-    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+    assert container["resources"]["requests"] == {"cpu": "2", "memory": "1024Mi"}
+    assert container["resources"]["limits"] == container["resources"]["requests"]
     assert docs["horizontalpodautoscaler"]["spec"]["minReplicas"] == 3
 
 

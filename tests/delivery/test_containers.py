@@ -230,51 +230,47 @@ def test_a_broken_manifest_would_be_caught_by_the_schema(registry):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
 
 
-def test_the_declaration_sets_replicas_port_and_resources(registry, tmp_path):
+def test_the_declared_resources_are_what_the_pod_gets(registry, tmp_path):
+    # The deployments section of conveyor.yaml, as the delivery policy reads it too.
     declared = {
-        "flights@production": {
-            "replicas": 3,
-            "port": 9000,
-            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+        "flights": {
+            "resources": {"memory_mb": 1536, "cpu": 0.5},
+            "slo": {"p99_ms": 100},  # the policy's; not read here
         },
-        "flights": {"replicas": 1},
     }
-    spec = DeploymentSpec.declared(declared, "flights@production")
+    spec = DeploymentSpec.declared(declared, "flights@production", replicas=3, port=9000)
     assert (spec.replicas, spec.max_replicas, spec.port) == (3, 9, 9000)
-    assert spec.resources.requests == {"cpu": "1", "memory": "2Gi"}
-    assert spec.resources.limits == {"cpu": "1", "memory": "4Gi"}
-    assert DeploymentSpec.declared(declared, "flights@staging").replicas == 1
+    assert spec.resources.requests == spec.resources.limits == {"cpu": "500m", "memory": "1536Mi"}
+    assert DeploymentSpec.declared(declared, "other@production") == DeploymentSpec()
     assert DeploymentSpec.declared(None, "flights", replicas=4, port=None).replicas == 4
-    short = Resources.from_dict({"cpu": "500m", "memory": "1Gi"})
-    assert short.requests == short.limits == {"cpu": "500m", "memory": "1Gi"}
+    whole = Resources.declared({"cpu": 2})
+    assert whole.requests == {"cpu": "2", "memory": "512Mi"}
     version = registry.resolve("flights/1")
     manifests = kubernetes_manifests(version, "img:1", spec, alias="production")
     validate_all(manifests)
     written = write_manifests(manifests, tmp_path / "k8s")
-    assert [p.name for p in written] == [
-        "deployment.yaml",
-        "service.yaml",
-        "horizontalpodautoscaler.yaml",
-    ]
+    names = [p.name for p in written]
+    assert names == ["deployment.yaml", "service.yaml", "horizontalpodautoscaler.yaml"]
     assert yaml.safe_load(written[0].read_text()) == manifests[0]
 
 
 @pytest.mark.parametrize(
-    ("declared", "field"),
+    ("declared", "overrides", "field"),
     [
-        ({"flights": {"replicas": 0}}, "replicas"),
-        ({"flights": {"replicas": "two"}}, "deployments.flights.replicas"),
-        ({"flights": {"canary": 0.1}}, "deployments.flights.canary"),
-        ({"flights": {"resources": {"cpu": "lots"}}}, "deployments.flights.resources.cpu"),
-        ({"flights": {"resources": {"requests": {"gpu": 1}}}}, "resources.requests.gpu"),
-        ({"flights": {"max_replicas": 1, "replicas": 2}}, "max_replicas"),
-        ({"flights": []}, "deployments.flights"),
-        (["flights"], "deployments"),
+        ({}, {"replicas": 0}, "replicas"),
+        ({}, {"replicas": 3, "max_replicas": 2}, "max_replicas"),
+        ({}, {"port": 0}, "port"),
+        ({"flights": {"resources": {"cpu": "lots"}}}, {}, "deployments.flights.resources.cpu"),
+        ({"flights": {"resources": {"memory_mb": -1}}}, {}, "resources.memory_mb"),
+        ({"flights": {"resources": {"gpu": 1}}}, {}, "deployments.flights.resources.gpu"),
+        ({"flights": {"resources": True}}, {}, "deployments.flights.resources"),
+        ({"flights": []}, {}, "deployments.flights"),
+        (["flights"], {}, "deployments"),
     ],
 )
-def test_a_bad_declaration_names_its_key(declared, field):
+def test_a_bad_declaration_names_its_key(declared, overrides, field):
     with pytest.raises(ValidationError) as caught:
-        DeploymentSpec.declared(declared, "flights@production")
+        DeploymentSpec.declared(declared, "flights@production", **overrides)
     assert field in str(caught.value)
 
 

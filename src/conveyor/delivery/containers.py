@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -49,7 +50,6 @@ LIVE = "/v2/health/live"
 # What `conveyor serve` needs beside the model's own packages, from conveyor's metadata.
 _SERVE_PACKAGES = ("starlette", "uvicorn", "orjson")
 _PYTHON = re.compile(r"\d+\.\d+\.\d+")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _DNS = re.compile(r"[^a-z0-9-]+")
 
 
@@ -69,24 +69,36 @@ class Resources:
     limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "1Gi"})
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "resources") -> Resources:
-        """Resources from ``{requests: {cpu, memory}, limits: {...}}`` or ``{cpu, memory}``.
+    def declared(cls, data: Any, where: str = "resources") -> Resources:
+        """Resources from the deployment's declaration, ``{memory_mb: 512, cpu: 1}``.
 
-        The short form sets requests and limits alike.
+        The same keys the CD checks hold a version to (`conveyor.delivery.policy`); the
+        pod gets exactly that (requests = limits), so what was checked is what runs.
 
         Raises:
-            ValidationError: naming the key that is unknown or not a quantity.
+            ValidationError: naming the key that is unknown or not a positive number.
         """
         if not isinstance(data, Mapping):
-            raise ValidationError(where, "must be a mapping with requests/limits or cpu/memory")
-        if set(data) <= {"cpu", "memory"}:
-            same = _quantities(data, where)
-            return cls(same or cls().requests, same or cls().limits)
-        _known(data, where, ("requests", "limits"))
+            raise ValidationError(where, "must be a mapping with memory_mb and cpu")
+        _known(data, where, ("memory_mb", "cpu"))
+        amounts: dict[str, str] = {}
+        for key, unit in (("cpu", ""), ("memory_mb", "Mi")):
+            if key not in data:
+                continue
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValidationError(f"{where}.{key}", f"must be a positive number, got {value!r}")
+            name = "memory" if key == "memory_mb" else "cpu"
+            amounts[name] = _quantity(value, unit)
         default = cls()
-        requests = _quantities(data.get("requests", {}), f"{where}.requests")
-        limits = _quantities(data.get("limits", {}), f"{where}.limits")
-        return cls({**default.requests, **requests}, {**default.limits, **limits})
+        return cls({**default.requests, **amounts}, {**default.limits, **amounts})
+
+
+def _quantity(value: float, unit: str) -> str:
+    if unit == "Mi":
+        return f"{math.ceil(value)}Mi"
+    millis = math.ceil(value * 1000)
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
 
 
 @dataclass(frozen=True)
@@ -115,32 +127,28 @@ class DeploymentSpec:
 
     @classmethod
     def declared(cls, deployments: Any, ref: str, **overrides: Any) -> DeploymentSpec:
-        """The declaration for ``ref`` in conveyor.yaml's ``deployments`` section, if any.
+        """The spec for ``ref``: resources from conveyor.yaml's ``deployments`` section.
 
-        The section maps ``name@alias`` (or ``name``) to ``replicas``, ``max_replicas``,
-        ``target_cpu``, ``port`` and ``resources``; ``overrides`` that are not None win.
+        Only ``deployments.<model>.resources`` is read here (``memory_mb``, ``cpu``); the
+        other keys are the delivery policy's. Replicas, autoscaling and the port come
+        from ``overrides`` (those that are not None).
 
         Raises:
-            ValidationError: naming the key that is unknown or out of range.
+            ValidationError: naming the key that is not a mapping or not a valid amount.
         """
-        parsed = ModelRef.parse(ref)
+        name = ModelRef.parse(ref).name
         section = deployments if deployments is not None else {}
         if not isinstance(section, Mapping):
-            raise ValidationError("deployments", "must map model references to their settings")
-        key = str(parsed) if str(parsed) in section else parsed.name
-        data = section.get(key)
+            raise ValidationError("deployments", "must map model names to their policy")
+        data = section.get(name)
         data = {} if data is None else data
-        where = f"deployments.{key}"
         if not isinstance(data, Mapping):
-            raise ValidationError(where, "must be a mapping")
-        _known(data, where, ("replicas", "max_replicas", "target_cpu", "port", "resources"))
-        values: dict[str, Any] = {k: v for k, v in data.items() if k != "resources"}
-        for name, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValidationError(f"{where}.{name}", "must be a whole number")
+            raise ValidationError(f"deployments.{name}", "must be a mapping")
+        values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         if "resources" in data:
-            values["resources"] = Resources.from_dict(data["resources"], f"{where}.resources")
-        values |= {k: v for k, v in overrides.items() if v is not None}
+            values["resources"] = Resources.declared(
+                data["resources"], f"deployments.{name}.resources"
+            )
         if "max_replicas" not in values:
             values["max_replicas"] = max(cls.max_replicas, 3 * values.get("replicas", 2))
         return cls(**values)
@@ -152,23 +160,6 @@ def _known(data: Mapping[str, Any], where: str, keys: Sequence[str]) -> None:
             raise ValidationError(
                 f"{where}.{key}", f"unknown key; expected one of {', '.join(keys)}"
             )
-
-
-def _quantities(data: Any, where: str) -> dict[str, str]:
-    if not isinstance(data, Mapping):
-        raise ValidationError(where, "must be a mapping of cpu and memory")
-    _known(data, where, ("cpu", "memory"))
-    out = {}
-    for key, value in data.items():
-        plain = isinstance(value, int | float | str) and not isinstance(value, bool)
-        text = str(value) if plain else ""
-        if not _QUANTITY.match(text):
-            raise ValidationError(
-                f"{where}.{key}",
-                f"must be a Kubernetes quantity such as 500m or 1Gi, got {value!r}",
-            )
-        out[str(key)] = text
-    return out
 
 
 def _whole(name: str, value: Any, low: int, high: int | None = None) -> None:
