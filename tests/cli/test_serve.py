@@ -78,3 +78,98 @@ def test_serve_answers_invocations(model_project):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+class _Untrusted:
+    """Only pickle holds it; its trust flag is withdrawn after registration."""
+
+    def predict(self, X):
+        return [0] * len(X)
+
+
+def _start(project, *args):
+    port = _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "serve", *args, "--port", str(port)],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            return proc, None
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_serve_models_from_conveyor_yaml_with_capture(model_project):
+    import sqlite3
+
+    from conveyor.stores.capture import read_capture
+
+    project, _, X = model_project
+    state = project.root / ".conveyor"
+    store = open_model_store(f"sqlite:///{state / 'conveyor.db'}")
+    registry = Registry(store, open_artifact_store(str(state / "artifacts")))
+    registry.register_model("risky", _Untrusted(), X.head(5), trusted=True)
+    store.close()
+    with sqlite3.connect(state / "conveyor.db") as conn:
+        conn.execute("UPDATE model_versions SET trusted = 0")
+    (project.root / "conveyor.yaml").write_text(
+        "serving:\n  models:\n    - ref: flights@production\n    - ref: risky/1\n"
+    )
+    proc, url = _start(project, "--capture-window", "0.2", "--capture-sample", "1")
+    try:
+        assert url is not None, proc.stderr.read() if proc.stderr else ""
+        rows = X.iloc[:3]
+        r = requests.post(
+            f"{url}/v2/models/flights/infer",
+            json={
+                "id": "yaml-1",
+                "inputs": [
+                    {"name": c, "datatype": "FP64", "shape": [3], "data": rows[c].tolist()}
+                    for c in X.columns
+                ],
+            },
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["x-request-id"] == "yaml-1"
+        r = requests.get(f"{url}/v2/models/risky", timeout=10)
+        assert r.status_code == 503
+        assert "trusted" in r.json()["error"]
+        assert 'conveyor_model_load_failed{model="risky"' in requests.get(f"{url}/metrics").text
+        byte_store = open_artifact_store(str(state / "artifacts")).byte_store
+        deadline = time.monotonic() + 10
+        while read_capture(byte_store, "flights").num_rows < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert (
+            read_capture(byte_store, "flights").column("request_id").to_pylist() == ["yaml-1"] * 3
+        )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_config_errors_are_one_line(model_project):
+    project, _, _ = model_project
+    (project.root / "conveyor.yaml").write_text("serving:\n  models:\n    - ref: 3\n")
+    proc, url = _start(project)
+    assert url is None
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert "serving.models[0].ref" in err
+    assert "Traceback" not in err
+    (project.root / "conveyor.yaml").write_text("serving:\n  capture: {sample: 2}\n")
+    proc, url = _start(project, "flights/1")
+    assert url is None
+    assert "serving.capture.sample" in (proc.stderr.read().decode() if proc.stderr else "")
