@@ -354,6 +354,9 @@ class _Server:
         outputs = [_output("predict", result.predict)]
         if result.proba is not None:
             outputs.append(_output("predict_proba", result.proba))
+        wanted = data.get("outputs")
+        if wanted is not None:
+            outputs = _selected(outputs, wanted)
         answer: dict[str, Any] = {
             "id": body_id if isinstance(body_id, str) else call.rid,
             "model_name": served.name,
@@ -447,6 +450,24 @@ def _server_lines(server: _Server) -> list[str]:
         reason = _escape(why[:300])
         lines.append(f'{failed}{{model="{name}",reason="{reason}"}} 1')
     return lines
+
+
+def _selected(outputs: list[dict[str, Any]], wanted: Any) -> list[dict[str, Any]]:
+    """The outputs a V2 request names in ``outputs`` (400 naming an unknown one)."""
+    if not isinstance(wanted, list) or not all(
+        isinstance(w, dict) and isinstance(w.get("name"), str) for w in wanted
+    ):
+        raise HTTPProblem(400, "outputs must be a list of {name}", "outputs", "list of {name}")
+    by_name = {o["name"]: o for o in outputs}
+    for w in wanted:
+        if w["name"] not in by_name:
+            raise HTTPProblem(
+                400,
+                f"no output {w['name']!r}; outputs: {', '.join(by_name)}",
+                "outputs",
+                "known output",
+            )
+    return [by_name[w["name"]] for w in wanted] if wanted else outputs
 
 
 def _escape(value: str) -> str:
