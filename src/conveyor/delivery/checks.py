@@ -34,7 +34,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -552,18 +552,34 @@ def run_checks(
     version: ModelVersion,
     policy: DeploymentPolicy,
     holdout: Holdout | None = None,
+    *,
+    reuse: Sequence[CheckResult] = (),
 ) -> list[CheckResult]:
     """Run the four checks in order, stopping at the first that fails.
 
     The sandboxed server is started once and shared by the infra and load checks
     (its start-up is most of their cost); its peak memory once loaded feeds the
     environment check.
+
+    Args:
+        registry: the registry holding the version.
+        version: the version checked.
+        policy: its deployment policy.
+        holdout: validated data for the quality check.
+        reuse: passed environment, infra and load results of this version under the
+            same policy (from the stage before): they stand instead of a new sandbox.
+            The quality check always runs (its champion may have changed).
     """
     from conveyor.delivery.sandbox import Sandbox
 
+    if [r.name for r in reuse] == list(CHECK_NAMES[:3]) and all(r.passed for r in reuse):
+        results = list(reuse)
+        candidate = registry.load_model(version.ref)
+        champion = _champion(registry, version.name, policy.gate_alias())
+        return [*results, check_quality(candidate, champion, policy, holdout)]
     if package_mismatches(version):
         return [check_environment(version, policy, None)]
-    results: list[CheckResult] = []
+    results = []
     example, expected = read_example(registry, version)
     sandbox = Sandbox(registry, version, policy.sandbox)
     try:

@@ -8,7 +8,10 @@ if the approver is one the policy names. A version moves to a stage only after
 it reached the stages before it (``staging`` before ``production``). Where the
 policy declares a canary for the last stage and that alias serves a version, the
 move starts a canary instead (`conveyor.delivery.canary`), which promotes or rolls
-back on the evidence.
+back on the evidence. The environment, infra and load results of the stage
+before stand for the next one for an hour (`REUSE_S`; they depend on the version
+and on policy sections every stage shares), so staging → production starts the
+sandboxed server once; the quality check always runs again.
 
 Every move is an audited alias event whose reason names the attempt and its
 checks (``deploy 1a2b…: environment, infra, load, quality passed``), so
@@ -21,13 +24,14 @@ bookkeeping rows: ``approval`` (pending, then granted, with who and why) and
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.loop import CheckRecord, Traffic
-from conveyor.delivery.checks import CheckResult, Holdout, run_checks
+from conveyor.delivery.checks import CHECK_NAMES, CheckResult, Holdout, run_checks
 from conveyor.errors import NotFoundError, StateError, ValidationError
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ __all__ = [
     "stage_cleared",
 ]
 
+REUSE_S = 3600.0  # how long a stage's environment, infra and load results stand for the next
 APPROVAL = "approval"
 PROMOTION = "promotion"
 _BOOKKEEPING = (APPROVAL, PROMOTION)
@@ -160,6 +165,35 @@ def checks_behind(loop_store: LoopStore, model: str, reason: str | None) -> list
     return list(loop_store.list_checks(model, attempt=attempt))
 
 
+def _reusable(
+    loop_store: LoopStore, policy: DeploymentPolicy, version: ModelVersion, stage: str
+) -> list[CheckResult]:
+    """The stage before's passed environment, infra and load results, if recent enough.
+
+    They depend on the version and the policy's resources, SLO and load, which are
+    the same for every stage; so moving staging → production serves the version
+    in a sandbox once. Older than `REUSE_S` seconds, they run again.
+    """
+    earlier = policy.before(stage)
+    if not earlier:
+        return []
+    now = time.time() * 1000
+    attempts = attempts_of(loop_store, version.name, version.version, earlier[-1])
+    for attempt, records in reversed(attempts.items()):
+        by_name = {r.name: r for r in records}
+        wanted = [by_name.get(name) for name in CHECK_NAMES[:3]]
+        if all(r is not None and r.passed and now - r.created_at < REUSE_S * 1000 for r in wanted):
+            return [
+                CheckResult(
+                    r.name, True, f"{r.detail} (reused from attempt {attempt})",
+                    {**r.evidence, "reused_from": attempt},
+                )
+                for r in wanted
+                if r is not None
+            ]  # fmt: skip
+    return []
+
+
 # -- deploy, approve, rollback ---------------------------------------------------------------
 
 
@@ -261,7 +295,8 @@ def deploy(
             version.name, stage, attempt, [], True, False, current, version.version,
             message=f"{version.ref} is already at {stage}",
         )  # fmt: skip
-    results = run_checks(registry, version, policy, holdout)
+    reuse = _reusable(loop_store, policy, version, stage)
+    results = run_checks(registry, version, policy, holdout, reuse=reuse)
     _store(loop_store, version, stage, attempt, results)
     passed = all(r.passed for r in results)
     if not passed:
@@ -428,7 +463,8 @@ def approve(
         ]
     else:
         attempt = _new_attempt()
-        results = run_checks(registry, version, policy, holdout)
+        reuse = _reusable(loop_store, policy, version, stage)
+        results = run_checks(registry, version, policy, holdout, reuse=reuse)
         _store(loop_store, version, stage, attempt, results)
         if not all(r.passed for r in results):
             failed_now = next(r for r in results if not r.passed)
