@@ -13,10 +13,12 @@ import typer
 from conveyor import __version__
 from conveyor.cli import (
     agent,
+    alerts,
     artifacts,
     build,
     ci,
     db,
+    deploy,
     feedback,
     init,
     lineage,
@@ -50,6 +52,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(db.app, name="db")
 app.command("gc")(artifacts.gc)
 app.command("ci")(ci.ci)
@@ -58,6 +61,10 @@ app.command("k8s")(build.k8s)
 app.command("agent")(agent.agent)
 app.command("trigger")(agent.trigger)
 app.add_typer(agent.triggers_app, name="triggers")
+app.command("deploy")(deploy.deploy)
+app.command("approve")(deploy.approve)
+app.command("rollback")(deploy.rollback)
+app.add_typer(deploy.canary_app, name="canary")
 
 
 def _version(value: bool) -> None:

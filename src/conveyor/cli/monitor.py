@@ -205,3 +205,199 @@ def _load_data(path: Path) -> Path:
     if not isinstance(loaded, Path):
         raise ValidationError("data", f"{path} is already a profile; give the Parquet data")
     return loaded
+
+
+# --- monitors from conveyor.yaml ------------------------------------------------------
+
+
+def _parse_now(text: str | None) -> int | None:
+    """``--now``: epoch milliseconds, or an ISO date/time (UTC unless it names a zone)."""
+    from datetime import UTC, datetime
+
+    from conveyor.errors import ValidationError
+
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            "--now", f"must be epoch milliseconds or an ISO time (2013-03-01T06:00), got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _monitors(name: str | None) -> list[Any]:
+    from conveyor.errors import ConfigError
+    from conveyor.monitoring.monitors import parse_monitors
+
+    monitors = parse_monitors(context.settings().extra.get("monitors"))
+    if not monitors:
+        raise ConfigError("no monitors: add a monitors: list to conveyor.yaml")
+    if name is None:
+        return monitors
+    chosen = [m for m in monitors if m.name == name]
+    if not chosen:
+        known = ", ".join(m.name for m in monitors)
+        raise ConfigError(f"--monitor: no monitor named {name!r} in conveyor.yaml ({known})")
+    return chosen
+
+
+def _loop_store() -> Any:
+    from conveyor.stores.backends import open_loop_store
+
+    return open_loop_store(context.settings().metadata_uri)
+
+
+def _when(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+_FIRST = ("roc_auc", "accuracy", "f1", "rmse", "mae", "r2")
+
+
+def _quality_text(quality: dict[str, Any]) -> str:
+    order = [k for k in _FIRST if k in quality] + [k for k in quality if k not in _FIRST]
+    shown = [(k, quality[k]) for k in order if quality[k] is not None][:3]
+    return ", ".join(f"{k} {v:.3g}" for k, v in shown) or "-"
+
+
+_STATUS = {
+    "ok": "[green]ok[/]",
+    "drift": "[yellow]drift[/]",
+    "degraded": "[bold red]degraded[/]",
+    "error": "[bold red]error[/]",
+    "empty": "[dim]empty[/]",
+}
+
+
+def _evaluation_row(e: Any) -> tuple[str, ...]:
+    m = e.metrics
+    coverage = m.get("coverage")
+    return (
+        e.monitor,
+        _when(e.window_start),
+        str(m.get("rows", 0)),
+        _fmt(e.drift_share),
+        _quality_text(m.get("quality") or {}),
+        "-" if coverage is None else f"{coverage:.0%}",
+        _STATUS.get(e.status, e.status),
+    )
+
+
+@app.command("run")
+def run(
+    monitor: str = typer.Option(None, "--monitor", "-m", help="Only this monitor."),
+    now: str = typer.Option(
+        None, "--now", help="The present: epoch ms or ISO time, UTC (default: the clock)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Evaluate the windows that closed since each monitor's last run (monitors: in conveyor.yaml).
+
+    Example: conveyor monitor run --monitor flights-production --now 2013-03-01T00:00
+    """
+    from conveyor.cli.models import registry
+    from conveyor.monitoring.monitors import run_monitors
+
+    monitors = _monitors(monitor)
+    reg = registry()
+    results = run_monitors(
+        monitors,
+        loop_store=_loop_store(),
+        byte_store=reg.artifacts.byte_store,
+        artifacts=reg.artifacts,
+        registry=reg,
+        now_ms=_parse_now(now),
+    )
+    if as_json:
+        context.print_json(
+            [
+                {**_evaluation_dict(r.evaluation), "alerts": [a.id for a in r.alerts]}
+                for r in results
+            ]
+        )
+        return
+    _print_results(results)
+
+
+def _evaluation_dict(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "monitor": e.monitor,
+        "model": e.model,
+        "window_start": e.window_start,
+        "window_end": e.window_end,
+        "status": e.status,
+        "drift_share": e.drift_share,
+        "report_sha256": e.report_sha256,
+        "metrics": e.metrics,
+    }
+
+
+def _print_results(results: list[Any]) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = context.console()
+    if not results:
+        con.print("no window closed since the last run")
+        return
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, title="monitor windows (UTC)")
+    for col in ("monitor", "window", "rows", "drift share", "quality", "coverage", "status"):
+        table.add_column(col, no_wrap=col != "quality")
+    table.add_column("alerts", overflow="fold", max_width=40)
+    for r in results:
+        alerts = ", ".join(f"#{a.id} {a.rule}" for a in r.alerts) or "-"
+        table.add_row(
+            *(escape(c) if i < 5 else c for i, c in enumerate(_evaluation_row(r.evaluation))),
+            escape(alerts),
+        )
+    con.print(table)
+
+
+@app.command("history")
+def history(
+    name: str = typer.Argument(..., help="The monitor's name."),
+    html: Path = typer.Option(None, "--html", help="Also write the history as an HTML page."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    limit: int = typer.Option(1000, "--limit", help="At most this many windows (the newest)."),
+) -> None:
+    """Drift share and quality of a monitor's windows over time (the newest evaluation of each)."""
+    from conveyor.errors import NotFoundError
+    from conveyor.monitoring.pages import latest_per_window, render_history
+
+    evaluations = _loop_store().list_evaluations(name, limit=100_000)
+    if not evaluations:
+        raise NotFoundError(f"no evaluations of monitor {name!r}; run `conveyor monitor run`")
+    windows = latest_per_window(evaluations)[-limit:]
+    if html is not None:
+        html.write_text(render_history(name, windows), encoding="utf-8")
+    if as_json:
+        context.print_json([_evaluation_dict(e) for e in windows])
+        return
+    _print_history(name, windows)
+    if html is not None:
+        context.console().print(f"HTML history written to {html}")
+
+
+def _print_history(name: str, windows: list[Any]) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, title=f"{name}: windows (UTC)")
+    for col in ("window", "rows", "drift share", "quality", "coverage", "status", "alerts"):
+        table.add_column(col, no_wrap=col != "quality")
+    for e in windows:
+        row = _evaluation_row(e)[1:]
+        alerts = ", ".join(e.metrics.get("alerts") or []) or "-"
+        table.add_row(*(escape(c) if i < 5 else c for i, c in enumerate(row)), escape(alerts))
+    context.console().print(table)
