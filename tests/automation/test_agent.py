@@ -189,6 +189,25 @@ def test_run_now_refuses_while_another_agent_holds_the_trigger(store):
     assert [e.status for e in store.list_trigger_events("by-hand")] == ["pending"]
 
 
+def test_mark_seen_moves_the_watermark_without_a_run(store, data):
+    trigger = data_trigger(data)
+    runs = Recorder()
+    agent = Agent([trigger], loop_store=store, run_pipeline=runs)
+    event = agent.mark_seen("new-data", "trained on January by hand")
+    assert event is not None
+    assert (event.status, event.reason) == ("skipped", "1 new file: m-01.parquet")
+    assert event.detail["why"] == "trained on January by hand"
+    assert agent.mark_seen("new-data", "again") is None
+    assert agent.run_once() == []
+    (data / "m-02.parquet").write_bytes(b"x")
+    [ran] = agent.run_once()
+    assert ran.reason == "1 new file: m-02.parquet"
+    assert len(runs.calls) == 1
+    store.acquire_lease(trigger.lease_name, "other", 30)
+    with pytest.raises(StateError, match="busy"):
+        agent.mark_seen("new-data", "x")
+
+
 def test_a_pending_event_of_an_undeclared_trigger_is_skipped_with_why(store):
     store.add_trigger_event("gone", PIPE, "manual", "old request")
     [event] = Agent([], loop_store=store, run_pipeline=Recorder()).run_once()
@@ -292,6 +311,7 @@ AGENT_SCRIPT = textwrap.dedent(
         return "run"
 
     agent = Agent([trigger], loop_store=store, run_pipeline=run, lease_ttl_s=ttl)
+    Path(f"{go}.ready-{agent.holder.replace(':', '-')}").touch()
     while not Path(go).exists():
         time.sleep(0.01)
     print(len(agent.run_once()), flush=True)
@@ -321,7 +341,11 @@ def test_two_agent_processes_on_one_store_run_a_trigger_once(tmp_path, data, bac
     open_loop_store(url).close()  # migrate once, before the race
     go = tmp_path / "go"
     procs = [_agent_process(tmp_path, url, data, 10, 0.3, go) for _ in range(2)]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("go.ready-*"))) < 2:  # both imported and connected: race
+        assert time.monotonic() < deadline
+        assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+        time.sleep(0.01)
     go.write_text("")
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
@@ -332,8 +356,16 @@ def test_two_agent_processes_on_one_store_run_a_trigger_once(tmp_path, data, bac
     store.close()
 
 
-def test_a_killed_agent_leaves_one_run_and_a_new_agent_takes_over_after_its_lease(tmp_path, data):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_killed_agent_leaves_one_run_and_a_new_agent_takes_over_after_its_lease(
+    tmp_path, data, backend, request
+):
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
     open_loop_store(url).close()
     go = tmp_path / "go"
     go.write_text("")

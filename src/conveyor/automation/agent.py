@@ -190,6 +190,42 @@ class Agent:
             )
         return done[-1]
 
+    def mark_seen(self, name: str, reason: str) -> TriggerEvent | None:
+        """Take what trigger ``name`` sees now as done, without a run (a skipped event says so).
+
+        For data a model was already trained on by hand, or alerts already dealt
+        with: the watermark moves to the present, so only what comes later fires.
+
+        Returns:
+            The skipped event, or None when nothing was due.
+
+        Raises:
+            NotFoundError: no such trigger is declared.
+            StateError: another agent holds the trigger's lease.
+        """
+        trigger = self.trigger(name)
+        if not self._acquire(trigger):
+            raise StateError(f"trigger {name!r} is busy (another agent holds it); try again")
+        try:
+            at = datetime.now(UTC)
+            firing = due(trigger, self._state(trigger, at), at, loop_store=self.loop_store)
+            if firing is None:
+                return None
+            if firing.watermark is not None:
+                self.loop_store.set_state(trigger.watermark_key, firing.watermark)
+            event = self.loop_store.add_trigger_event(
+                trigger.name,
+                trigger.pipeline,
+                firing.kind,
+                firing.reason,
+                "skipped",
+                {"skip": "marked_seen", "why": reason, "holder": self.holder},
+            )
+            self._emit(event)
+            return event
+        finally:
+            self._release(trigger)
+
     def trigger(self, name: str) -> TriggerConfig:
         """The declared trigger ``name``.
 
@@ -438,15 +474,17 @@ class Agent:
             if not self.loop_store.acquire_lease(name, self.holder, self.lease_ttl_s):
                 continue
             try:
-                recovered.append(self._abandon(event, holder))
+                abandoned = self._abandon(event, holder)
+                if abandoned is not None:
+                    recovered.append(abandoned)
             finally:
                 self.loop_store.release_lease(name, self.holder)
         return recovered
 
-    def _abandon(self, event: TriggerEvent, holder: Any) -> TriggerEvent:
+    def _abandon(self, event: TriggerEvent, holder: Any) -> TriggerEvent | None:
         current = self.loop_store.list_trigger_events(event.trigger, status=("running",))
         if event.id not in {e.id for e in current}:
-            return event  # it ended meanwhile
+            return None  # it ended meanwhile
         why = f"agent {holder} stopped during the run (its lease expired)"
         event = self.loop_store.update_trigger_event(
             event.id, status="failed", detail={"abandoned": why, "taken_over_by": self.holder}
