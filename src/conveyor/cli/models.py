@@ -277,7 +277,9 @@ def history(
     """Every alias move of a model: when, who, why, from which version to which."""
     events = registry().history(name, alias_name)
     if as_json:
-        context.print_json([event_dict(e) for e in events])
+        from conveyor.cli.deploy import event_checks  # the delivery checks behind each move
+
+        context.print_json([event_dict(e) | event_checks(e) for e in events])
         return
     from rich import box
     from rich.table import Table
