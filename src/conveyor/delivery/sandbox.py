@@ -5,8 +5,10 @@ folder holding only the package's files), so it reads nothing of the real stores
 and needs no network: it is started in a new, empty network namespace
 (``unshare --net``, where the system allows it) and answers over a Unix socket,
 which a network namespace does not hide. Its address space is capped
-(``RLIMIT_AS``), it must answer health within a time limit, and it is killed when
-the checks end. Whether the network was in fact isolated is recorded in the
+(``RLIMIT_AS``) and its CPU time too (``RLIMIT_CPU``, a runaway guard), it must
+answer health within a time limit, every request has a timeout, and it is
+stopped when the checks end (or when the process that started it dies:
+``PR_SET_PDEATHSIG``). Whether the network was in fact isolated is recorded in the
 evidence (``network_isolated``), since an unprivileged user may not unshare.
 
 Run as ``python -m conveyor.delivery.sandbox --db URI --artifacts DIR --ref NAME/N
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from conveyor.registry import Registry
 
 __all__ = ["Answer", "Sandbox", "UnixHTTPConnection", "network_isolation_available"]
+
+CPU_LIMIT_S = 300  # CPU seconds a sandboxed server may use in all (RLIMIT_CPU)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +169,19 @@ def _copy_version(registry: Registry, version: ModelVersion, folder: Path) -> tu
     return uri, copy.ref
 
 
-def _limit_memory(limit_bytes: int) -> None:  # runs in the child, before exec
+def _limit(memory_bytes: int, cpu_seconds: int) -> None:  # runs in the child, before exec
     import resource
+    import signal
 
-    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    # A runaway guard: the kernel ends a server that burns this much CPU.
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    if sys.platform == "linux":  # the server ends with us if we die (it is kept across exec)
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
 
 
 class Sandbox:
@@ -242,6 +255,7 @@ class Sandbox:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
         self._log = (folder / "server.log").open("w+b")
         limit = int(self.spec.memory_mb * 1024 * 1024)
+        cpu = int(max(CPU_LIMIT_S, 4 * self.spec.timeout_s))
         self._proc = subprocess.Popen(  # noqa: S603 (our own module, arguments we built)
             command,
             cwd=folder,
@@ -249,7 +263,7 @@ class Sandbox:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=functools.partial(_limit_memory, limit),
+            preexec_fn=functools.partial(_limit, limit, cpu),
             start_new_session=True,
         )
         self._wait_ready(started)
