@@ -51,6 +51,17 @@ def stores(tmp_path) -> Iterator[Stores]:
     models.close()
 
 
+@pytest.fixture
+def pg_stores(postgres_url, tmp_path) -> Iterator[Stores]:
+    """The same, with the records in the real PostgreSQL (a private schema)."""
+    models = open_model_store(postgres_url)
+    loop = open_loop_store(postgres_url)
+    artifacts = open_artifact_store(str(tmp_path / "artifacts"))
+    yield Stores(postgres_url, Registry(models, artifacts), loop)
+    loop.close()
+    models.close()
+
+
 @pytest.fixture(scope="session")
 def cancer() -> tuple[pd.DataFrame, pd.Series]:
     """Breast cancer, four measurement columns (569 rows), a binary target."""

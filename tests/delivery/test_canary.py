@@ -139,3 +139,44 @@ def test_no_canary_and_bad_input(stores, cancer, good_model):
         start_canary("flights", 1, share=1.0, **kw)
     with pytest.raises(ValidationError, match="version"):
         start_canary("flights", 0, share=0.1, **kw)
+
+
+def test_an_approval_under_a_canary_policy_starts_the_canary(stores, cancer, good_model, holdout):
+    from conveyor.delivery.promotion import approve
+
+    X, _ = cancer
+    for _ in range(2):
+        stores.registry.register_model("flights", good_model, X.head(5))
+    stores.registry.set_alias("flights", "production", 1, reason="setup", actor="test")
+    stores.reached("flights", 2, "staging")
+    policy = parse_policy("flights", {"canary": CANARY, "load": {"requests": 20}})
+    # No checks ran for production yet: approving runs them, then starts the canary.
+    result = approve(
+        "flights/2", "production", registry=stores.registry, loop_store=stores.loop,
+        policy=policy, actor="alice", reason="March looks fine", holdout=holdout,
+    )  # fmt: skip
+    assert result.passed
+    assert result.canary_started
+    assert not result.moved
+    assert [c.name for c in result.checks] == ["environment", "infra", "load", "quality"]
+    assert stores.registry.get_alias("flights", "production").version == 1
+    status = canary_status(stores.loop, "flights", "production")
+    assert (status["version"], status["share"], status["attempt"]) == (2, 0.2, result.attempt)
+    assert (
+        status["reason"] == f"deploy {result.attempt} passed; approved by alice: March looks fine"
+    )
+
+
+def test_canary_verdicts_on_postgresql(pg_stores, cancer, good_model):
+    pg = pg_stores
+    for _ in range(2):
+        pg.registry.register_model("flights", good_model, cancer[0].head(5))
+    pg.registry.set_alias("flights", "production", 1, reason="setup", actor="test")
+    pg.reached("flights", 2, "production")
+    start_canary("flights", 2, share=0.2, loop_store=pg.loop, actor="a", reason="r", now_ms=T0)
+    _capture(pg, "canary", 2, 50, errors=10)
+    _capture(pg, "primary", 1, 100)
+    decision = _evaluate(pg)
+    assert decision.action == "rollback"
+    assert pg.loop.list_alerts(source="canary")[0].id == decision.alert_id
+    assert pg.registry.get_alias("flights", "production").version == 1
