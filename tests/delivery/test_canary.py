@@ -180,3 +180,34 @@ def test_canary_verdicts_on_postgresql(pg_stores, cancer, good_model):
     assert decision.action == "rollback"
     assert pg.loop.list_alerts(source="canary")[0].id == decision.alert_id
     assert pg.registry.get_alias("flights", "production").version == 1
+
+
+def test_regression_quality_by_mae_ignores_failed_rows(running):
+    def write(route, version, error, n=40):
+        ids = [f"{route}-{i}" for i in range(n)]
+        table = pa.table(
+            {
+                "request_id": ids,
+                "row": pa.array([0] * n, pa.int32()),
+                "timestamp": pa.array([T0 + 10 + i for i in range(n)], pa.int64()),
+                "model": ["flights"] * n,
+                "version": pa.array([version] * n, pa.int64()),
+                "route": [route] * n,
+                "latency_ms": [5.0] * n,
+                "status": pa.array([500] + [200] * (n - 1), pa.int16()),
+                "out.prediction": pa.array([None] + [10.0 + error] * (n - 1), pa.float64()),
+            }
+        )
+        write_capture(running.byte_store, "flights", table)
+        write_feedback(running.byte_store, "flights", ids, [10.0] * n, timestamp_ms=T0 + 1)
+
+    write("canary", 2, 3.0)
+    write("primary", 1, 1.0)
+    spec = CANARY | {"metric": "mae", "min_quality_delta": -0.5, "max_error_rate_delta": 0.05}
+    decision = _evaluate(running, spec)
+    quality = next(c for c in decision.checks if c.name == "canary.quality")
+    assert quality.evidence["canary"] == pytest.approx(3.0)
+    assert quality.evidence["primary"] == pytest.approx(1.0)
+    assert quality.evidence["canary_labels"] == 39
+    assert not quality.passed
+    assert decision.action == "rollback"

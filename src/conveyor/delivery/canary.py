@@ -212,7 +212,10 @@ def _quality(table: pa.Table, metric: str) -> tuple[float | None, int]:
         return None, 0
     labels = table.column("label").to_pylist()
     predicted = table.column(column).to_pylist()
-    pairs = [(p, t) for p, t in zip(predicted, labels, strict=True) if t is not None]
+    # Rows a failed request left without a prediction count as errors, not as quality.
+    pairs = [
+        (p, t) for p, t in zip(predicted, labels, strict=True) if t is not None and p is not None
+    ]
     if not pairs:
         return None, 0
     if metric == "accuracy":
