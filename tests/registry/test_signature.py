@@ -173,3 +173,13 @@ def test_outputs_match_within_float_tolerance():
     assert not outputs_match(np.array([1.0, 2.0]), np.array([1.0, 2.1]))
     assert not outputs_match(np.array([1.0]), np.array([1.0, 2.0]))
     assert not outputs_match(np.array(["a"]), np.array(["b"]))
+
+
+def test_a_float_column_of_only_nulls_reads_as_missing_numbers(frame):
+    """JSON has no NaN: a float column whose values are all missing arrives as nulls."""
+    sig = infer_signature(frame)
+    got = prepare_input(sig, frame.assign(fare=pd.Series([None, None, None], dtype=object)))
+    assert str(got["fare"].dtype) == "float64"
+    assert got["fare"].isna().all()
+    with pytest.raises(ValidationError, match="column 'fare': must be numbers"):
+        prepare_input(sig, frame.assign(fare=pd.Series(["a", None, None], dtype=object)))

@@ -176,6 +176,9 @@ def _prepare_column(spec: ColumnSpec, frame: pd.DataFrame) -> pd.Series:
         )
     column = frame[spec.name]
     expected, got = _kind_of(spec.dtype), _kind(column)
+    if expected == "float" and column.dtype == np.dtype(object) and column.isna().all():
+        # JSON has no NaN: a float column whose values are all missing arrives as nulls.
+        return pd.Series(np.nan, index=column.index, dtype=spec.dtype, name=spec.name)
     if expected != "object" and got not in _ACCEPTS[expected]:
         raise ValidationError(
             f"column {spec.name!r}", f"must be {_KIND_WORDS[expected]}, got dtype {column.dtype}"
