@@ -100,14 +100,8 @@ def test_bad_input_and_the_canary_commands(flights):
     assert "must be one of the policy's stages staging, production" in bad.stderr
     missing = flights.cli("deploy", "flights/1", "--to", "staging", "--target", "y", ok=False)
     assert "--target: needs --holdout" in missing.stderr
-    early = flights.cli(
-        "approve", "flights/1", "--to", "production", "--reason", "x", "--actor", "bob", ok=False
-    )
-    assert "has not reached staging" in early.stderr
     assert (
         "no canary runs on flights@production" in flights.cli("canary", "status", "flights").stdout
     )
-    refused = flights.cli("canary", "start", "flights/2", "--share", "0.2", ok=False)
-    assert "has not passed its checks for production" in refused.stderr
     decision = json.loads(flights.cli("canary", "evaluate", "flights", "--json").stdout)
     assert decision["action"] == "none"
