@@ -159,3 +159,35 @@ def test_bad_options_name_the_option(store, options, field):
     with pytest.raises(ValidationError) as info:
         CaptureWriter(store, **options)
     assert info.value.field == field
+
+
+def test_numeric_requests_are_stacked_without_a_frame_each(store):
+    writer = CaptureWriter(store)
+    for i in range(3):
+        frame = pd.DataFrame({"a": [float(i), float(i) + 0.5], "b": [1.0, 2.0]})
+        writer.add(
+            CaptureEntry(
+                "cancer", 1, "primary", f"f{i}", 10 + i, 1.0, 200, frame, (), np.array([0, 1]), None
+            )
+        )
+    for i in range(2):
+        writer.add(
+            CaptureEntry(
+                "cancer",
+                2,
+                "canary",
+                f"a{i}",
+                20 + i,
+                1.0,
+                200,
+                np.array([[i, 7]], dtype=np.int64),
+                ("a", "b"),
+                np.array([1]),
+                None,
+            )
+        )
+    writer.close()
+    rows = read_capture(store, "cancer").to_pylist()
+    assert [r["in.a"] for r in rows] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0, 1]
+    assert [r["in.b"] for r in rows][-2:] == [7, 7]
+    assert [r["route"] for r in rows][-2:] == ["canary", "canary"]

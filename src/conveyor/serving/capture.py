@@ -270,14 +270,20 @@ def _answered_table(entries: list[CaptureEntry]) -> pa.Table:
     import pyarrow as pa
 
     table = _meta_table(entries, [len(e.inputs) for e in entries])
-    frames = [_frame(e) for e in entries]
-    inputs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    for name in inputs.columns:
-        column = inputs[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            column = column.astype(column.cat.categories.dtype)
-        array = pa.array(np.asarray(column), from_pandas=True)
-        table = table.append_column(f"in.{name}", array)
+    block = _uniform_block(entries)
+    if block is not None:  # one array for every request: no frame per request
+        names, values = block
+        for j, name in enumerate(names):
+            table = table.append_column(f"in.{name}", pa.array(values[:, j], from_pandas=True))
+    else:
+        frames = [_frame(e) for e in entries]
+        inputs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        for name in inputs.columns:
+            column = inputs[name]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                column = column.astype(column.cat.categories.dtype)
+            array = pa.array(np.asarray(column), from_pandas=True)
+            table = table.append_column(f"in.{name}", array)
     predictions = [e.prediction for e in entries]
     if all(p is not None for p in predictions):
         values = np.concatenate([_flat(p) for p in predictions if p is not None])
@@ -287,6 +293,49 @@ def _answered_table(entries: list[CaptureEntry]) -> pa.Table:
         parts = [_probability(np.asarray(p)) for p in probas if p is not None]
         table = table.append_column("out.probability", pa.array(np.concatenate(parts)))
     return table
+
+
+def _uniform_block(entries: list[CaptureEntry]) -> tuple[list[str], np.ndarray] | None:
+    """The inputs of ``entries`` stacked as one 2-D array, or None.
+
+    Only when they share names and one numeric dtype: the common case (arrays from
+    the lean path, or all-float frames), without a frame per request.
+    """
+    import pandas as pd
+
+    first = entries[0].inputs
+    if isinstance(first, pd.DataFrame):
+        names = [str(c) for c in first.columns]
+        dtypes = set(first.dtypes)
+        if len(dtypes) != 1 or next(iter(dtypes)).kind not in "biuf":
+            return None
+        dtype = next(iter(dtypes))
+        parts = []
+        for entry in entries:
+            frame = entry.inputs
+            if not isinstance(frame, pd.DataFrame) or list(frame.columns) != list(first.columns):
+                return None
+            if set(frame.dtypes) != {dtype}:
+                return None
+            parts.append(frame.to_numpy())
+        return names, np.concatenate(parts)
+    if not isinstance(first, np.ndarray) or first.ndim != 2 or first.dtype.kind not in "biuf":
+        return None
+    columns = entries[0].columns
+    for entry in entries:
+        array = entry.inputs
+        if (
+            not isinstance(array, np.ndarray)
+            or array.ndim != 2
+            or array.shape[1] != first.shape[1]
+            or array.dtype != first.dtype
+            or entry.columns != columns
+        ):
+            return None
+    names = (
+        list(columns) if len(columns) == first.shape[1] else [str(i) for i in range(first.shape[1])]
+    )
+    return names, np.concatenate([e.inputs for e in entries])
 
 
 def _frame(entry: CaptureEntry) -> pd.DataFrame:
