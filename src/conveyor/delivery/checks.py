@@ -375,7 +375,9 @@ def check_load(
     request = build_request(sandbox.version.name, example, spec.rows)
     cpu_before = sandbox.cpu_seconds()
     started = time.perf_counter()
-    latencies, failures = asyncio.run(
+    from conveyor.delivery.sandbox import run_sync
+
+    latencies, failures = run_sync(
         _drive(sandbox, request.path, request.body, spec.requests, spec.concurrency)
     )
     wall = time.perf_counter() - started

@@ -27,8 +27,8 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from conveyor.core.loop import CheckRecord, Traffic
 from conveyor.delivery.checks import CHECK_NAMES, CheckResult, Holdout, run_checks
@@ -88,7 +88,6 @@ class DeliveryResult:
     canary_started: bool = False
     message: str = ""
     event_id: int | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:

@@ -29,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.errors import StateError
 
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
     from conveyor.delivery.policy import SandboxSpec
     from conveyor.registry import Registry
 
-__all__ = ["Answer", "Sandbox", "UnixHTTPConnection", "network_isolation_available"]
+__all__ = ["Answer", "Sandbox", "UnixHTTPConnection", "network_isolation_available", "run_sync"]
 
+T = TypeVar("T")
 CPU_LIMIT_S = 300  # CPU seconds a sandboxed server may use in all (RLIMIT_CPU)
 
 
@@ -125,6 +127,22 @@ class UnixHTTPConnection:
         if headers.get("connection", "").lower() == "close":
             await self.close()
         return Answer(int(parts[1]), headers, payload)
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from synchronous code, even under a running event loop.
+
+    Inside a loop (a notebook, an async caller) it runs on a loop of its own in a
+    helper thread, since ``asyncio.run`` refuses to nest.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="conveyor-sandbox") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @functools.lru_cache(maxsize=1)
@@ -316,7 +334,7 @@ class Sandbox:
             async with self.connection(timeout) as conn:
                 return await conn.request(method, path, body)
 
-        return asyncio.run(once())
+        return run_sync(once())
 
     def memory_mb(self) -> float | None:
         """The server's peak resident memory so far (``VmHWM``), in MiB; None if unknown."""
