@@ -21,7 +21,6 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -162,19 +161,28 @@ def rows_array(
             width = len(columns)
     else:
         return None
-    values = chain.from_iterable(table)
-    kinds = set(map(type, values))
-    if not kinds <= _NUMBERS or (plan.integer and float in kinds):
-        return None
     try:
-        array = np.asarray(table, dtype=plan.dtype)
-    except (ValueError, TypeError, OverflowError):
+        array = np.asarray(table)
+    except (ValueError, TypeError, OverflowError):  # ragged rows
         return None
-    if array.ndim != 2 or array.shape[1] != width:
+    kinds = "i" if plan.integer else "if"
+    if array.ndim != 2 or array.shape[1] != width or array.dtype.kind not in kinds:
+        return None  # strings, nulls, huge integers, nested lists, floats for integers
+    if _has_booleans(table, array):
         return None
+    array = array.astype(plan.dtype, copy=False)
     if pick is not None:
         array = array[:, pick]
     return Rows(array, signature)
+
+
+def _has_booleans(table: Sequence[Sequence[Any]], array: np.ndarray) -> bool:
+    """Whether a JSON true/false hides in ``array`` (numpy reads them as 1 and 0).
+
+    Only the cells equal to 0 or 1 are looked at in Python: few, in most data.
+    """
+    rows, cols = np.nonzero((array == 0) | (array == 1))
+    return any(type(table[i][j]) is bool for i, j in zip(rows.tolist(), cols.tolist(), strict=True))
 
 
 def _positions(columns: Sequence[Any], plan: Plan) -> list[int] | None:
