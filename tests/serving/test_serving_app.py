@@ -372,13 +372,13 @@ def _run_until_stopped(app):
     return f"http://127.0.0.1:{port}", stop
 
 
-def test_capture_records_answers_and_flushes_on_shutdown(registry, data, tmp_path):
+def test_capture_records_answers_and_flushes_on_shutdown(registry, data, make_model):
     from conveyor.serving import create_app
     from conveyor.serving.capture import CaptureWriter
     from conveyor.stores.capture import join_feedback, read_capture, read_feedback
 
     X, _ = data
-    registry.register_model("cancer", __import__("conftest").build_model(data), X.head(20))
+    registry.register_model("cancer", make_model(data), X.head(20))
     store = registry.artifacts.byte_store
     writer = CaptureWriter(store, window_s=60)
     app = create_app(registry, ["cancer/1"], capture=writer)
