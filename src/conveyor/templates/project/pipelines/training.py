@@ -71,9 +71,19 @@ def evaluate_model(tuned: lc.Tuned, prepared: lc.Prepared) -> lc.Evaluation:
 
 @step
 def validate_model(
-    tuned: lc.Tuned, prepared: lc.Prepared, min_auc: float = 0.65
+    tuned: lc.Tuned,
+    prepared: lc.Prepared,
+    min_auc: float = 0.65,
+    min_delta: float = 0.01,
+    max_slice_drop: float = 0.05,
+    min_slice_rows: int = 200,
 ) -> lc.GateDecision:
-    """Gate: ROC AUC above ``min_auc``, no worse than production, no slice much worse."""
+    """Gate: ROC AUC above ``min_auc``, no worse than production, no slice much worse.
+
+    "No worse" is non-inferiority: the 95% interval of the AUC difference must
+    stay above ``-min_delta``. Slices of fewer than ``min_slice_rows`` test rows
+    are reported but not gated: the AUC of a few dozen flights is mostly noise.
+    """
     return lc.validate(
         tuned.best_model,
         prepared.test,
@@ -81,7 +91,10 @@ def validate_model(
         thresholds={"roc_auc": min_auc},
         champion=f"{MODEL}@production",
         registry=get_registry(),
+        min_delta=min_delta,
         slices=SLICES,
+        max_slice_drop=max_slice_drop,
+        min_slice_rows=min_slice_rows,
     )
 
 
@@ -128,6 +141,7 @@ def training(
     n_trials: int = 8,
     seed: int = 0,
     alias: str = "challenger",
+    max_slice_drop: float = 0.05,
 ) -> None:
     """Train, gate and register the flights model from the Parquet files under ``data``."""
     dataset = lc.extract(data)
@@ -143,5 +157,5 @@ def training(
     )
     tuned = tune_model(prepared, n_trials=n_trials, seed=seed)
     evaluation = evaluate_model(tuned, prepared)
-    decision = validate_model(tuned, prepared)
+    decision = validate_model(tuned, prepared, max_slice_drop=max_slice_drop)
     register_model(tuned, prepared, dataset, profile, evaluation, decision, alias=alias)
