@@ -2,7 +2,7 @@
 
     python bench/bench_serving.py [--rounds 3] [--reps 1] [--duration 5] [--concurrency 1,8,32]
                                   [--rows 1,100] [--skip-mlflow] [--quick] [--out FILE]
-                                  [--conveyor-args "--no-capture"]
+                                  [--conveyor-args=--no-capture]
 
 Same model, same payloads, same load generator for every server: the peers' own
 scripts in ``shared/peers`` (``CONVEYOR_PEERS_DIR``) run as they are, in the peers'
@@ -361,7 +361,7 @@ def main() -> None:
     ap.add_argument("--skip-mlflow", action="store_true")
     ap.add_argument("--skip-fastapi", action="store_true")
     ap.add_argument(
-        "--conveyor-args", default="", help='extra `conveyor serve` options, "--no-capture"'
+        "--conveyor-args", default="", help="extra `conveyor serve` options: =--no-capture"
     )
     ap.add_argument("--quick", action="store_true", help="2 s cells, 1 s warm-up, c=1,32")
     ap.add_argument("--out", type=Path)

@@ -48,12 +48,16 @@ def test_numeric_rows_become_one_array_in_signature_order():
     assert split is not None
     assert split.array.tolist() == [[1.0, 9.0]]
     assert list(split.frame().columns) == ["a", "b"]
+    many = rows_array([[0, 1.0]] * 200, FLOATS)  # zeros and ones that are numbers
+    assert many is not None
+    assert many.array.shape == (200, 2)
 
 
 @pytest.mark.parametrize(
     ("rows", "signature", "columns"),
     [
         ([[1.0, True]], FLOATS, None),  # a boolean: the checked path names the column
+        ([[0.5, 2.0]] * 200 + [[1.0, True]], FLOATS, None),  # past the per-value check
         ([[1.0, None]], FLOATS, None),
         ([[1.0, "2"]], FLOATS, None),
         ([[1.0, 2.0], [1.0]], FLOATS, None),
@@ -128,14 +132,26 @@ def test_a_sklearn_model_is_served_through_onnx_with_the_native_answers(registry
     assert native.predict([X.head(50)], False)[0].tolist() == model.predict(X.head(50)).tolist()
 
 
-def test_an_onnx_export_that_differs_falls_back_to_the_native_model(registry):
-    # float32 cannot tell 1e8 from 1e8 + 1: the ONNX session would answer 0 for both.
-    X = pd.DataFrame({"a": [1e8, 1e8 + 1, 1e8 + 2, 1e8 + 3]})
-    model = LinearRegression().fit(X, X["a"] - 1e8)
-    registry.register_model("big", model, X)
-    predictor = Predictor(registry.load_model("big/1"))
+def test_an_onnx_export_that_differs_falls_back_to_the_native_model(registry, numeric, monkeypatch):
+    from conveyor.serving import fastpath
+
+    X, y = numeric
+    model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, y)
+    registry.register_model("gbc", model, X.head(20))
+    other = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, 1 - y)
+    wrong = fastpath._onnx_session(other, 4)  # a real export, of another model
+    monkeypatch.setattr(fastpath, "_onnx_session", lambda raw, width: wrong)
+    predictor = Predictor(registry.load_model("gbc/1"))
     assert predictor.mode == "array"
-    assert np.allclose(predictor.predict([X.to_numpy()], False)[0], [0, 1, 2, 3])
+    assert predictor.predict([X.to_numpy()], False)[0].tolist() == model.predict(X).tolist()
+
+
+def test_only_float32_tree_models_are_exported(registry, numeric):
+    X, y = numeric
+    registry.register_model("lin", LinearRegression().fit(X, y), X.head(10))
+    predictor = Predictor(registry.load_model("lin/1"))
+    assert predictor.mode == "array"
+    assert predictor.inline
 
 
 def test_a_model_that_needs_column_names_gets_a_frame(registry, numeric):

@@ -8,10 +8,12 @@ columns…) returns None and takes the checked DataFrame path, so every error me
 stays the one that path gives.
 
 `Predictor` picks, once per loaded version, how a batch is predicted: an ONNX
-session (scikit-learn converted with skl2onnx), the native model on an array, or
-the native model on a DataFrame, each used only where it reproduces the native
-model's output on the version's stored input example. It also times a prediction
-there, to decide whether a batch is cheap enough to predict on the event loop.
+session (a scikit-learn tree model converted with skl2onnx when the version is
+loaded), the native model on an array, or the native model on a DataFrame, each
+used only where it reproduces the native model's output on the version's stored
+input example (labels exactly, numbers within `outputs_match`'s tolerance). It
+also times a prediction there, to decide whether a batch is cheap enough to predict
+on the event loop.
 """
 
 from __future__ import annotations
@@ -41,6 +43,24 @@ log = logging.getLogger(__name__)
 INLINE_SECONDS = 0.001
 _NUMBERS = frozenset({int, float})
 _FLOAT_DTYPES = frozenset({"float64", "float32"})
+_SMALL = 256  # values: up to this many, rows are checked in Python
+# scikit-learn models whose own predict casts X to float32 (trees): a float32 ONNX
+# session compares the same numbers, so its answers match beyond the example too.
+# Other models stay native; on arrays they are fast enough already.
+_FLOAT32_TREES = frozenset(
+    {
+        "DecisionTreeClassifier",
+        "DecisionTreeRegressor",
+        "ExtraTreeClassifier",
+        "ExtraTreeRegressor",
+        "RandomForestClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesClassifier",
+        "ExtraTreesRegressor",
+        "GradientBoostingClassifier",
+        "GradientBoostingRegressor",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +199,11 @@ def rows_array(
 def _has_booleans(table: Sequence[Sequence[Any]], array: np.ndarray) -> bool:
     """Whether a JSON true/false hides in ``array`` (numpy reads them as 1 and 0).
 
-    Only the cells equal to 0 or 1 are looked at in Python: few, in most data.
+    A few rows are looked at value by value (cheaper than numpy's calls); more rows
+    only where a cell equals 0 or 1: few, in most data.
     """
+    if array.size <= _SMALL:
+        return any(type(v) is bool for row in table for v in row)
     rows, cols = np.nonzero((array == 0) | (array == 1))
     return any(type(table[i][j]) is bool for i, j in zip(rows.tolist(), cols.tolist(), strict=True))
 
@@ -397,8 +420,9 @@ def _same(expected: tuple[Any, Any], actual: tuple[Any, Any]) -> bool:
 
 
 def _onnx_session(raw: Any, width: int) -> Any:
-    """An onnxruntime session for a scikit-learn model (input ``X``, float32), or None."""
-    if not type(raw).__module__.startswith("sklearn."):
+    """An onnxruntime session for a scikit-learn tree model (input ``X``, float32), or None."""
+    kind = type(raw)
+    if not kind.__module__.startswith("sklearn.") or kind.__name__ not in _FLOAT32_TREES:
         return None
     try:
         import onnxruntime as ort
