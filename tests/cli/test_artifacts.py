@@ -31,3 +31,21 @@ def test_gc_deletes_only_unreferenced(project):
     project.cli("gc", "--min-age-hours", "0")
     assert not cas.exists(orphan.sha256)
     assert set(cas.iter_digests()) == kept
+
+
+def test_gc_keeps_what_monitors_point_at(project):
+    from conveyor.core.loop import Evaluation
+    from conveyor.stores.backends import open_loop_store
+
+    cas = open_artifact_store(str(project.root / ".conveyor" / "artifacts"))
+    report = cas.put_bytes(b"<html>a monitor's report</html>").sha256
+    profile = cas.put_bytes(b"a serving profile").sha256
+    orphan = cas.put_bytes(b"nobody points at me either").sha256
+    loop = open_loop_store(f"sqlite:///{project.root / '.conveyor' / 'conveyor.db'}")
+    loop.add_evaluation(Evaluation("m", "flights", 0, 1, "ok", report_sha256=report))
+    loop.set_state("monitor:m:serving:v1", json.dumps({"sha256": profile}))
+    loop.close()
+    project.cli("gc", "--min-age-hours", "0")
+    assert cas.exists(report)
+    assert cas.exists(profile)
+    assert not cas.exists(orphan)

@@ -58,7 +58,7 @@ def gc(
     ),
 ) -> None:
     """Delete stored files that no run, artifact, lineage or model version points at."""
-    from conveyor.stores.backends import open_model_store
+    from conveyor.stores.backends import open_loop_store, open_model_store
 
     tracker = context.tracker()
     keep = tracker.runs.referenced_digests()
@@ -67,6 +67,11 @@ def gc(
         keep |= models.referenced_digests()  # registered model packages
     finally:
         models.close()
+    loop = open_loop_store(context.settings().metadata_uri)
+    try:
+        keep |= loop.referenced_digests()  # monitor reports, serving and prediction profiles
+    finally:
+        loop.close()
     doomed = tracker.artifacts.unreferenced(keep, min_age_hours * 3600)
     for digest in doomed:
         if not dry_run:

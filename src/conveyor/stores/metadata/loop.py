@@ -134,5 +134,9 @@ class LoopStore(ABC):
         """The traffic policy of a served alias, or None when all traffic goes to the alias."""
 
     @abstractmethod
+    def referenced_digests(self) -> set[str]:
+        """Every artifact sha256 the loop's records point at (reports, stored profiles)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""

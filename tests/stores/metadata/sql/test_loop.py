@@ -149,3 +149,12 @@ def test_traffic_is_replaced_and_validated(store: SqlLoopStore) -> None:
     with pytest.raises(ValidationError, match="canary_version"):
         store.set_traffic(Traffic("flights", "production", None, 0.5))
     assert store.get_traffic("flights", "production").canary_share == 0.25  # type: ignore[union-attr]
+
+
+def test_referenced_digests_name_reports_and_profiles_in_state(store: SqlLoopStore) -> None:
+    report, profile = "a" * 64, "b" * 64
+    store.add_evaluation(Evaluation("m1", "flights", 0, 10, "ok", report_sha256=report))
+    store.add_evaluation(Evaluation("m1", "flights", 10, 20, "empty"))
+    store.set_state("monitor:m1:serving:v1", f'{{"sha256": "{profile}", "until": 20}}')
+    store.set_state("monitor:m1:window_end", "20")
+    assert store.referenced_digests() == {report, profile}

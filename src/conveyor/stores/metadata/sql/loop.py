@@ -8,6 +8,7 @@ holds it, on either dialect, across processes.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from conveyor.stores.metadata.sql.migrate import ensure_schema
 __all__ = ["SqlLoopStore"]
 
 T = TypeVar("T")
+_SHA256 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 
 def _now_ms() -> int:
@@ -405,6 +407,20 @@ class SqlLoopStore(LoopStore):
                 .first()
             )
         return None if row is None else Traffic(**dict(row))
+
+    def referenced_digests(self) -> set[str]:
+        """Every artifact sha256 the loop's records point at (reports, stored profiles).
+
+        Evaluations name their HTML report; state values (JSON written by monitors)
+        name the profiles they keep, as 64-digit hex strings anywhere in the value.
+        """
+        e, st = t.monitor_evaluations, t.loop_state
+        with self._db.read() as conn:
+            reports = conn.execute(select(e.c.report_sha256).where(e.c.report_sha256.is_not(None)))
+            found = {str(r[0]) for r in reports}
+            for (value,) in conn.execute(select(st.c.value)):
+                found.update(_SHA256.findall(value))
+        return found
 
     def close(self) -> None:
         """Release connections."""
