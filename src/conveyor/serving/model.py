@@ -148,7 +148,7 @@ class ServedModel:
 
         signature = self.current.signature
         if isinstance(batch, Rows):
-            if batch.signature == signature:
+            if batch.signature is signature or batch.signature == signature:
                 return batch.array
             batch = batch.frame()  # parsed for a version swapped out since: check it anew
         try:
