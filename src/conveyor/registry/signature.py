@@ -10,6 +10,7 @@ order is the signature's.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -115,6 +116,7 @@ def _kind(column: pd.Series | np.ndarray) -> str:
     return "string" if pd.api.types.is_string_dtype(dtype) else "object"
 
 
+@functools.cache
 def _kind_of(dtype: str) -> str:
     if dtype in ("string", "category", "object"):
         return dtype
