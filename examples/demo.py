@@ -68,6 +68,7 @@ deployments:
   flights:
     stages: [staging, production]
     production: {approval: required, approvers: [demo-operator]}
+    resources: {cpu: 2, memory_mb: 1024}   # LightGBM predicts on 2 threads
     slo: {p50_ms: 100, p99_ms: 1000, error_rate: 0.0}
     load: {requests: 100, concurrency: 4}
     quality: {roc_auc: {min: 0.62}}
