@@ -1,8 +1,9 @@
 """Batch inference: a Parquet file of rows in, a Parquet file of keys and predictions out.
 
 The input is streamed in chunks (``ParquetFile.iter_batches``), each checked against
-the version's signature as the server checks a request, plus: no nulls in a column
-the signature says never held one. The first bad row stops the run with an error
+the version's signature as the server checks a request; nulls reach the model as
+missing values, as on the server, and a model that takes none refuses them (the
+error names the first null cell). The first bad row stops the run with an error
 naming the column, the rule and the row (0-based, in the input file); nothing is
 written then, since the output goes to a temporary file renamed into place only
 when every chunk succeeded. (Failing whole is the choice: a partial output next to
@@ -147,7 +148,10 @@ def _predict_chunk(
     frame = batch.to_pandas()
     prepared = check_chunk(model.signature, frame, start)
     raw = model.model
-    prediction = np.asarray(raw.predict(prepared))
+    try:
+        prediction = np.asarray(raw.predict(prepared))
+    except (ValueError, TypeError) as exc:
+        raise _refused(prepared, start, exc) from None
     columns: dict[str, Any] = {k: batch.column(k) for k in keys}
     columns["prediction"] = pa.array(_flat(prediction), from_pandas=True)
     if model.has_predict_proba:
@@ -157,6 +161,22 @@ def _predict_chunk(
         elif proba.ndim == 2:
             columns["probability"] = pa.array(proba.max(axis=1).astype(np.float64))
     return pa.table(columns)
+
+
+def _refused(frame: Any, start: int, exc: Exception) -> ValidationError:
+    """The model's refusal of a chunk, naming the first null cell when there is one."""
+    said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    nulls = frame.isna() if hasattr(frame, "isna") else None
+    if nulls is not None and bool(nulls.to_numpy().any()):
+        column = str(nulls.any().idxmax())
+        row = start + int(np.argmax(nulls[column].to_numpy()))
+        return ValidationError(
+            f"column {column!r}",
+            f"must not be null for this model (it takes no missing values); row {row} is "
+            f"null ({said})",
+        )
+    rows = f"rows {start}-{start + len(frame) - 1}"
+    return ValidationError("input", f"the model refused {rows}: {said}")
 
 
 def _flat(values: np.ndarray) -> np.ndarray:
@@ -176,16 +196,6 @@ def check_chunk(signature: Signature, frame: pd.DataFrame, start: int = 0) -> An
     """
     from conveyor.registry.signature import prepare_input
 
-    if signature.kind != "tensor":
-        for spec in signature.columns:
-            if spec.name in frame.columns and not spec.nullable:
-                nulls = frame[spec.name].isna().to_numpy()
-                if nulls.any():
-                    row = start + int(np.argmax(nulls))
-                    raise ValidationError(
-                        f"column {spec.name!r}",
-                        f"must not be null (the training data had none); row {row} is null",
-                    )
     try:
         return prepare_input(signature, frame)
     except ValidationError as exc:
