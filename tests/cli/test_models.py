@@ -74,12 +74,19 @@ def test_show_a_model_and_a_version(models):
 
 
 def test_alias_history_and_rollback(models):
-    first = _cli(models, "models", "alias", "flights", "production", "1", "--reason", "launch")
+    refused = _cli(models, "models", "alias", "flights", "production", "1", "-r", "x", ok=False)
+    assert refused.returncode == 1
+    assert "conveyor deploy flights/1 --to production" in refused.stderr
+    assert "--force" in refused.stderr
+    first = _cli(
+        models, "models", "alias", "flights", "production", "1", "--reason", "launch", "--force"
+    )
     assert "flights@production: (none) → 1" in first.stdout
     moved = json.loads(
         _cli(
             models,
             *("models", "alias", "flights", "production", "3", "-r", "better auc", "--json"),
+            "--force",
             CONVEYOR_ACTOR="release-bot",
         ).stdout
     )
@@ -94,7 +101,8 @@ def test_alias_history_and_rollback(models):
         ("set", 1, 3),
         ("rollback", 3, 1),
     ]
-    assert [e["reason"] for e in history] == ["launch", "better auc", "regressed"]
+    forced = "forced past the deployment policy: "
+    assert [e["reason"] for e in history] == [f"{forced}launch", f"{forced}better auc", "regressed"]
     table = _cli(models, "models", "history", "flights", "--alias", "production").stdout
     assert "3 alias event(s)" in table
     assert "regressed" in table
@@ -109,7 +117,7 @@ def test_errors_are_one_line_and_list_what_exists(models):
     assert "Traceback" not in done.stderr
     done = _cli(models, "models", "show", "flights@production", ok=False)
     assert "its versions: 1 to 3" in done.stderr
-    done = _cli(models, "models", "alias", "flights", "production", "9", "-r", "x", ok=False)
+    done = _cli(models, "models", "alias", "flights", "challenger", "9", "-r", "x", ok=False)
     assert "no version 9" in done.stderr
     done = _cli(models, "models", "rollback", "flights", "staging", "-r", "x", ok=False)
     assert "never been set" in done.stderr

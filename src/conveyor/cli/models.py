@@ -222,11 +222,36 @@ def alias(
     reason: str = typer.Option(..., "--reason", "-r", help="Why (kept in the audit history)."),
     who: str = _ACTOR,
     as_json: bool = _JSON,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Move a delivery stage (staging, production…) past its deployment policy's "
+        "checks and approvals; recorded as forced.",
+    ),
 ) -> None:
     """Point an alias at a version; the move is an audited event that `rollback` reverses.
 
-    Example: conveyor models alias flights production 3 --reason "better AUC on June"
+    The stages of the model's deployment policy (``staging`` and ``production`` by
+    default, ``deployments:`` in conveyor.yaml) move only through ``conveyor deploy``
+    and ``conveyor approve``, which run the CD checks; ``--force`` overrides that, on
+    the record.
+
+    Example: conveyor models alias flights challenger 3 --reason "best of the June runs"
     """
+    from conveyor.delivery.policy import parse_deployments, policy_for
+
+    policy = policy_for(parse_deployments(context.settings().extra.get("deployments")), name)
+    if alias_name in policy.stages:
+        if not force:
+            from conveyor.errors import StateError
+
+            raise StateError(
+                f"{alias_name} is a delivery stage of {name}: move it with conveyor deploy "
+                f"{name}/{version} --to {alias_name} (the CD checks"
+                + (", then conveyor approve" if policy.stage(alias_name).requires_approval else "")
+                + "), or pass --force to move it past the policy, on the record"
+            )
+        reason = f"forced past the deployment policy: {reason}"
     event = registry().set_alias(name, alias_name, version, reason=reason, actor=actor(who))
     _print_event(event, as_json)
 
