@@ -457,9 +457,13 @@ def write_report(timeline: list[Month], path: Path) -> Path:
     names = [MONTH_NAMES[m.month - 1] for m in timeline]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 5.5), sharex=True)
     ax1.plot(names, [m.auc if m.auc is not None else float("nan") for m in timeline], "o-")
+    ax1.axhline(0.66, color="tab:red", linestyle="--", linewidth=1, label="quality alert (0.66)")
+    ax1.legend(loc="lower right", fontsize=8)
     ax1.set_ylabel("ROC AUC (labels)")
     ax1.set_title("quality of what production served")
     ax2.bar(names, [m.drift_share or 0.0 for m in timeline], color="tab:orange")
+    ax2.axhline(0.5, color="tab:red", linestyle="--", linewidth=1, label="drift alert (50%)")
+    ax2.legend(loc="lower right", fontsize=8)
     ax2.set_ylabel("share of drifted features")
     for i, m in enumerate(timeline):
         ax1.annotate(
