@@ -94,6 +94,21 @@ def test_the_model_pipeline_carries_the_transform_to_serving():
     np.testing.assert_array_equal(served.predict_proba(raw), model.predict_proba(raw))
 
 
+def test_transformed_features_are_what_the_estimator_sees():
+    from conveyor.lifecycle import transformed_features
+
+    frame = train_frame()
+    model = make_model_pipeline(make_feature_transform(["x", "n"], ["city"]), LogisticRegression())
+    model.fit(frame, [0, 1, 0, 1, 1])
+    seen = transformed_features(model, frame)
+    assert seen is not None
+    assert len(seen) == len(frame)
+    assert not seen.isna().any().any()  # imputed: what the estimator gets has no gaps
+    np.testing.assert_allclose(seen.to_numpy(), model[:-1].transform(frame))
+    assert any("city" in c for c in seen.columns)  # named by the transform
+    assert transformed_features(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), frame) is None
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValidationError, match="no features"):
         make_feature_transform([], [])

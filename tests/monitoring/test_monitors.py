@@ -467,3 +467,49 @@ def test_a_window_of_30k_rows_takes_well_under_a_second(env):
     started = time.perf_counter()
     env.evaluate(m, T0)
     assert time.perf_counter() - started < 1.0
+
+
+def test_skew_of_the_transformed_features_when_registration_stored_them(env, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.lifecycle import (
+        make_feature_transform,
+        make_model_pipeline,
+        register_version,
+        transformed_features,
+    )
+
+    reference = features(3000, seed=7)
+    reference["late"] = truth(reference)
+    x = reference[["x0", "x1"]]
+    model = make_model_pipeline(make_feature_transform(["x0", "x1"], []), LogisticRegression())
+    model.fit(x, reference["late"])
+    trained = transformed_features(model, x)
+    assert trained is not None
+    version = register_version(
+        env.registry,
+        "scaled",
+        model,
+        x.head(3),
+        profile=profile(reference).to_bytes(),
+        transformed_profile=profile(trained).to_bytes(),
+        force=True,
+        reason="test",
+    )
+    env.registry.set_alias("scaled", "production", version.version, reason="t", actor="t")
+    start = 40 * H
+    env.serve(start, 2000, shift=2.0, seed=3, model="scaled")  # serving data far off
+    result = env.evaluate(monitor(model="scaled"), start)
+    skew = result.evaluation.metrics["transformed_skew"]
+    assert skew is not None
+    assert skew["share"] > 0
+    with pytest.raises(ValidationError, match="transformed_profile"):
+        register_version(
+            env.registry,
+            "scaled",
+            model,
+            x.head(3),
+            transformed_profile="nope",
+            force=True,
+            reason="t",
+        )

@@ -58,6 +58,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "validate": ("conveyor.lifecycle._validate", "validate"),
     "GateDecision": ("conveyor.lifecycle._validate", "GateDecision"),
     "register_version": ("conveyor.lifecycle._register", "register_version"),
+    "transformed_features": ("conveyor.lifecycle.transform", "transformed_features"),
     "Profile": ("conveyor.profiling", "Profile"),
 }
 
@@ -89,6 +90,7 @@ __all__ = [
     "register_version",
     "split_frame",
     "train",
+    "transformed_features",
     "tune",
     "validate",
 ]
@@ -107,7 +109,11 @@ if TYPE_CHECKING:
     from conveyor.lifecycle._validate import GateDecision, validate
     from conveyor.lifecycle.datasets import flights_months, load_flights
     from conveyor.lifecycle.schema import Anomaly, AnomalyReport, ColumnSchema, Schema
-    from conveyor.lifecycle.transform import make_feature_transform, make_model_pipeline
+    from conveyor.lifecycle.transform import (
+        make_feature_transform,
+        make_model_pipeline,
+        transformed_features,
+    )
     from conveyor.profiling import Profile
 
 

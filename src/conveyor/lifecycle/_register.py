@@ -41,6 +41,7 @@ def register_version(
     run_id: str | None = None,
     data_digests: Mapping[str, str] | None = None,
     profile: bytes | str | None = None,
+    transformed_profile: bytes | str | None = None,
     code: SourceVersion | str | None = None,
     alias: str | None = None,
     reason: str | None = None,
@@ -64,6 +65,9 @@ def register_version(
         data_digests: sha256 of the datasets the model was trained on, by name.
         profile: the reference profile (its bytes, stored in the artifact store, or its
             sha256), recorded as the version's ``profile_sha256``.
+        transformed_profile: the profile of the training rows after the model's
+            transform (`transformed_features`), recorded as the version tag
+            ``transformed_profile_sha256``: monitors compare serving's with it (skew).
         code: the code version (a `SourceVersion` or a git sha) when it is not the run's.
         alias: move this alias (``staging``, ``production``…) to the new version.
         reason: why, recorded with the alias move (a default names the gate).
@@ -100,6 +104,14 @@ def register_version(
     all_tags = {**_param_tags(model), **dict(tags or {}), **_gate_tags(decision)}
     if forced:
         all_tags["gate.forced"] = "true"
+    if transformed_profile is not None:
+        if isinstance(transformed_profile, str) and not _SHA256.fullmatch(transformed_profile):
+            raise ValidationError(
+                "transformed_profile", "must be the profile's bytes or its sha256 (64 hex digits)"
+            )
+        digest = _profile_digest(registry, transformed_profile)
+        assert digest is not None
+        all_tags["transformed_profile_sha256"] = digest
     version = registry.register_model(
         name,
         unwrap_model(model),

@@ -138,3 +138,31 @@ def make_model_pipeline(transform: Any, estimator: Any) -> Pipeline:
     from sklearn.pipeline import Pipeline
 
     return Pipeline([("transform", transform), ("model", estimator)])
+
+
+def transformed_features(model: Any, X: Any) -> pd.DataFrame | None:
+    """What the model's estimator sees: ``X`` through every step of its pipeline but the last.
+
+    For a scikit-learn ``Pipeline`` (as `make_model_pipeline` builds), the transformed
+    rows as a frame named by ``get_feature_names_out`` where the steps give names;
+    None for a bare model, which has no transform to compare. Monitoring profiles
+    this at training and at serving (training-serving skew of the features the
+    model really uses, after imputation and encoding).
+    """
+    from sklearn.pipeline import Pipeline
+
+    from conveyor.lifecycle._evaluate import unwrap_model
+
+    model = unwrap_model(model)
+    if not isinstance(model, Pipeline) or len(model.steps) < 2:
+        return None
+    head = model[:-1]
+    values = head.transform(X)
+    if hasattr(values, "toarray"):
+        values = values.toarray()
+    values = np.asarray(values, dtype=np.float64)
+    try:
+        names = [str(n) for n in head.get_feature_names_out()]
+    except (AttributeError, ValueError):
+        names = [f"f{i}" for i in range(values.shape[1])]
+    return pd.DataFrame(values, columns=names)

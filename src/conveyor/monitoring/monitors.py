@@ -222,6 +222,7 @@ class _Window:
     errors: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    registry: Registry | None = None
 
 
 def _tested_columns(w: _Window, inputs: pa.Table) -> list[str]:
@@ -266,6 +267,44 @@ def _input_drift(w: _Window, loop_store: LoopStore, artifacts: ContentAddressedS
     else:
         w.drift = _drift_of(w, w.reference, current, names, "sketch")
     w.skew = _skew(w, current, names, loop_store, artifacts)
+    _transformed_skew(w, inputs, artifacts)
+
+
+_MODEL_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _transformed_skew(w: _Window, inputs: pa.Table, artifacts: ContentAddressedStore) -> None:
+    """Skew of what the estimator sees: serving's transformed features vs training's.
+
+    Runs when registration stored the training rows' transformed profile (the tag
+    ``transformed_profile_sha256``); the result goes in ``metrics["transformed_skew"]``.
+    """
+    from conveyor.lifecycle.transform import transformed_features
+    from conveyor.profiling.profile import profile
+
+    assert w.version is not None
+    digest = w.version.tags.get("transformed_profile_sha256")
+    if not digest or w.registry is None:
+        return
+    key = (artifacts.uri, w.version.ref)
+    if key not in _MODEL_CACHE:
+        if len(_MODEL_CACHE) >= 8:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[key] = w.registry.load_model(w.version.ref)
+    loaded = _MODEL_CACHE[key]
+    try:
+        training = _stored_profile(artifacts, digest)
+        names = [c.name for c in loaded.signature.columns if c.name in inputs.column_names]
+        frame = transformed_features(loaded.model, inputs.select(names).to_pandas())
+    except (ConveyorError, ValueError, TypeError, KeyError) as exc:
+        w.notes.append(f"skew of the transformed features not computed: {exc}")
+        return
+    if frame is None:
+        return
+    cols = [c for c in frame.columns if c in training.columns]
+    if cols:
+        report = _drift_of(w, training, profile(frame[cols]), cols, "sketch")
+        w.extra["transformed_skew"] = _report_dict(report)
 
 
 def _load_state(loop_store: LoopStore, key: str) -> dict[str, Any]:
@@ -557,7 +596,7 @@ def evaluate_window(
     if end_ms <= start_ms:
         raise ValidationError("end_ms", f"must be after start_ms ({start_ms}), got {end_ms}")
     now = _now() if now_ms is None else int(now_ms)
-    w = _Window(monitor, int(start_ms), int(end_ms), now)
+    w = _Window(monitor, int(start_ms), int(end_ms), now, registry=registry)
     table = _read(w, byte_store)
     if table is not None and table.num_rows:
         _examine(

@@ -124,10 +124,19 @@ def register_model(
         decision=decision,
         data_digests={"training_data": dataset.fingerprint},
         profile=profile.to_bytes(),
+        # What the estimator sees (after imputation and encoding), for skew at serving.
+        transformed_profile=_transformed_profile(tuned, prepared),
         run_id=_step_run_id(),  # this step's run: the version's lineage starts here
         alias=alias,
     )
     return {"registered": True, "version": version.version, "reasons": list(decision.reasons)}
+
+
+def _transformed_profile(tuned: lc.Tuned, prepared: lc.Prepared) -> bytes | None:
+    from conveyor.monitoring import profile
+
+    features = lc.transformed_features(tuned, prepared.X_train)
+    return None if features is None else profile(features).to_bytes()
 
 
 def _step_run_id() -> str | None:
