@@ -470,8 +470,6 @@ def test_a_window_of_30k_rows_takes_well_under_a_second(env):
 
 
 def test_skew_of_the_transformed_features_when_registration_stored_them(env, tmp_path):
-    from sklearn.linear_model import LogisticRegression
-
     from conveyor.lifecycle import (
         make_feature_transform,
         make_model_pipeline,
@@ -482,7 +480,12 @@ def test_skew_of_the_transformed_features_when_registration_stored_them(env, tmp
     reference = features(3000, seed=7)
     reference["late"] = truth(reference)
     x = reference[["x0", "x1"]]
-    model = make_model_pipeline(make_feature_transform(["x0", "x1"], []), LogisticRegression())
+    from lightgbm import LGBMClassifier
+
+    # Registered as the "pipeline" format: loaded back as transform + native LightGBM.
+    model = make_model_pipeline(
+        make_feature_transform(["x0", "x1"], []), LGBMClassifier(n_estimators=5, verbose=-1)
+    )
     model.fit(x, reference["late"])
     trained = transformed_features(model, x)
     assert trained is not None

@@ -144,8 +144,10 @@ def transformed_features(model: Any, X: Any) -> pd.DataFrame | None:
     """What the model's estimator sees: ``X`` through every step of its pipeline but the last.
 
     For a scikit-learn ``Pipeline`` (as `make_model_pipeline` builds), the transformed
-    rows as a frame named by ``get_feature_names_out`` where the steps give names;
-    None for a bare model, which has no transform to compare. Monitoring profiles
+    rows as a frame named by ``get_feature_names_out`` where the steps give names
+    (also for a registered pipeline as the registry loads it: its transform feeding
+    a native LightGBM or XGBoost model); None for a bare model, which has no
+    transform to compare. Monitoring profiles
     this at training and at serving (training-serving skew of the features the
     model really uses, after imputation and encoding).
     """
@@ -154,9 +156,12 @@ def transformed_features(model: Any, X: Any) -> pd.DataFrame | None:
     from conveyor.lifecycle._evaluate import unwrap_model
 
     model = unwrap_model(model)
-    if not isinstance(model, Pipeline) or len(model.steps) < 2:
+    if isinstance(model, Pipeline) and len(model.steps) >= 2:
+        head = model[:-1]
+    elif hasattr(model, "final") and hasattr(getattr(model, "transform", None), "transform"):
+        head = model.transform  # a registered pipeline, loaded as transform + native model
+    else:
         return None
-    head = model[:-1]
     values = head.transform(X)
     if hasattr(values, "toarray"):
         values = values.toarray()
