@@ -87,6 +87,12 @@ def test_load_within_and_beyond_the_slo_on_one_server(served):
     assert "p50" in slow.detail
     assert "> SLO 0.001 ms" in slow.detail
     assert slow.evidence["p50_ms"] > 0.001
+    starved = parse_policy(
+        "flights", {"resources": {"cpu": 0.01}, "load": {"requests": 60, "concurrency": 4}}
+    )
+    hungry = check_load(served, example, starved)
+    assert not hungry.passed
+    assert "CPU > resources.cpu 0.01" in hungry.detail
 
 
 def test_nan_in_any_output_fails_infra(stores, cancer, nan_model):

@@ -212,20 +212,13 @@ def rollback(
 
     Example: conveyor rollback flights production
     """
-    from conveyor.cli.models import event_dict
+    from conveyor.cli.models import print_event
     from conveyor.delivery import rollback as run_rollback
 
     event = run_rollback(
         name, alias, registry=registry(), loop_store=loop_store(), actor=actor(who), reason=reason
     )
-    if as_json:
-        context.print_json(event_dict(event))
-        return
-    before = "(none)" if event.from_version is None else str(event.from_version)
-    after = "(removed)" if event.to_version is None else str(event.to_version)
-    context.console().print(
-        f"{event.name}@{event.alias}: {before} → {after}  (rolled back by {event.actor})"
-    )
+    print_event(event, as_json)
 
 
 # -- canary ----------------------------------------------------------------------------------

@@ -253,7 +253,7 @@ def alias(
             )
         reason = f"forced past the deployment policy: {reason}"
     event = registry().set_alias(name, alias_name, version, reason=reason, actor=actor(who))
-    _print_event(event, as_json)
+    print_event(event, as_json)
 
 
 @app.command("delete-alias")
@@ -266,7 +266,7 @@ def delete_alias(
 ) -> None:
     """Remove an alias (an audited event that `rollback` reverses)."""
     event = registry().delete_alias(name, alias_name, reason=reason, actor=actor(who))
-    _print_event(event, as_json)
+    print_event(event, as_json)
 
 
 @app.command("rollback")
@@ -279,18 +279,23 @@ def rollback(
 ) -> None:
     """Move an alias back to the version it pointed at before its last move."""
     event = registry().rollback(name, alias_name, reason=reason, actor=actor(who))
-    _print_event(event, as_json)
+    print_event(event, as_json)
 
 
-def _print_event(event: AliasEvent, as_json: bool) -> None:
+def print_event(event: AliasEvent, as_json: bool) -> None:
+    """An alias move as one line (``flights@production: 3 → 4  (set by alice)``) or JSON."""
     if as_json:
         context.print_json(event_dict(event))
         return
     before = "(none)" if event.from_version is None else str(event.from_version)
     after = "(removed)" if event.to_version is None else str(event.to_version)
     context.console().print(
-        f"{event.name}@{event.alias}: {before} → {after}  ({event.action.value} by {event.actor})"
+        f"{event.name}@{event.alias}: {before} → {after}  ({_DONE[event.action.value]} by "
+        f"{event.actor})"
     )
+
+
+_DONE = {"set": "set", "delete": "removed", "rollback": "rolled back"}
 
 
 @app.command("history")

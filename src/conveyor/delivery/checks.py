@@ -28,7 +28,6 @@ version is stopped at the check that catches it.
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from conveyor.errors import ConveyorError, NotFoundError, ValidationError
+from conveyor.registry.package import installed_version
 
 if TYPE_CHECKING:
     from conveyor.core.registry import ModelVersion
@@ -113,27 +113,16 @@ class Holdout:
         return len(np.asarray(self.y).ravel())
 
 
+_CPU_SLACK = 1.25
+
 # -- 1. environment ------------------------------------------------------------------------
-
-
-def _installed(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    for dist in importlib.metadata.packages_distributions().get(name, []):
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
 
 
 def package_mismatches(version: ModelVersion) -> dict[str, dict[str, str | None]]:
     """Packages of the version's lock that are missing here or installed at another version."""
     out: dict[str, dict[str, str | None]] = {}
     for name, wanted in sorted(version.environment.packages.items()):
-        found = _installed(name)
+        found = installed_version(name)
         if found != wanted:
             out[name] = {"needs": wanted, "found": found}
     return out
@@ -410,8 +399,13 @@ def check_load(
         problems.append(f"p99 {p99:.2f} ms > SLO {slo.p99_ms:g} ms")
     if error_rate > slo.error_rate:
         problems.append(f"error rate {error_rate:.2%} > SLO {slo.error_rate:.2%} ({failures})")
-    if cores is not None and cores > policy.resources.cpu:
-        problems.append(f"used {cores:.2f} CPU > resources.cpu {policy.resources.cpu:g}")
+    # A saturated server spends about all the CPU it may; its helper threads (alias
+    # poller, capture writer) add a little: only a clear excess fails.
+    if cores is not None and cores > policy.resources.cpu * _CPU_SLACK:
+        problems.append(
+            f"used {cores:.2f} CPU > resources.cpu {policy.resources.cpu:g} "
+            f"(+{_CPU_SLACK - 1:.0%} for the server's helper threads)"
+        )
     if problems:
         return CheckResult("load", False, "; ".join(problems), evidence)
     detail = (

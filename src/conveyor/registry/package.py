@@ -37,7 +37,14 @@ from conveyor.registry.signature import (
 )
 from conveyor.stores.artifacts.content import ContentAddressedStore
 
-__all__ = ["Lineage", "Package", "build_package", "capture_environment", "load_package"]
+__all__ = [
+    "Lineage",
+    "Package",
+    "build_package",
+    "capture_environment",
+    "installed_version",
+    "load_package",
+]
 
 PACKAGE_LAYOUT = 1
 MANIFEST = "manifest.json"
@@ -77,13 +84,14 @@ def capture_environment(packages: Iterable[str]) -> Environment:
     """The running Python and the installed versions of ``packages`` (missing ones skipped)."""
     found: dict[str, str] = {}
     for name in dict.fromkeys(packages):
-        version = _installed_version(name)
+        version = installed_version(name)
         if version is not None:
             found[name] = version
     return Environment(platform.python_version(), found)
 
 
-def _installed_version(name: str) -> str | None:
+def installed_version(name: str) -> str | None:
+    """The installed version of a distribution or of the one that provides module ``name``."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
