@@ -60,6 +60,19 @@ def test_v1_and_mlflow_shapes():
         frame_from_v1({"rows": []}, SIG)
 
 
+def test_ragged_split_rows_are_a_400_naming_the_row():
+    """Found by schemathesis: pandas pads ragged rows (a warning, soon an error): a 500."""
+    ragged = {"dataframe_split": {"columns": ["x", "s"], "data": [[1.0, "a"], [[], 2.0, 3]]}}
+    with pytest.raises(HTTPProblem) as info:
+        frame_from_mlflow(ragged, SIG)
+    assert info.value.status == 400
+    assert "row 1 must be a list of 2 values" in str(info.value)
+    no_columns = {"dataframe_split": {"columns": [], "data": [[[], 1], [2]]}}
+    with pytest.raises(HTTPProblem) as info:
+        frame_from_mlflow(no_columns, SIG)
+    assert info.value.status == 400
+
+
 def test_nan_only_where_the_signature_allows_nulls():
     with pytest.raises(HTTPProblem) as info:
         parse_json(b'{"x": NaN}', SIG)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import warnings
 from itertools import chain
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -143,9 +144,20 @@ def frame_from_mlflow(data: Any, signature: Signature) -> Batch:
             lean = rows_array(value["data"], signature, columns)
             if lean is not None:
                 return lean
+            for i, row in enumerate(value["data"]):
+                if not isinstance(row, list) or len(row) != len(columns):
+                    raise HTTPProblem(
+                        400,
+                        f"dataframe_split: row {i} must be a list of {len(columns)} values "
+                        "(one per column)",
+                        key,
+                        "split format",
+                    )
         try:
-            return pd.DataFrame(value["data"], columns=columns)
-        except (ValueError, TypeError, AssertionError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # pandas pads ragged rows with a warning
+                return pd.DataFrame(value["data"], columns=columns)
+        except (ValueError, TypeError, AssertionError, Warning) as exc:
             raise HTTPProblem(400, f"dataframe_split: {exc}", key, "split format") from exc
     if key == "inputs" and isinstance(value, dict):
         try:
