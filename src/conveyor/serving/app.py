@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,6 +34,7 @@ from conveyor.serving.model import Prediction, ServedModel
 from conveyor.serving.router import TrafficRouter, render_route_metrics
 
 if TYPE_CHECKING:
+    from conveyor.core.registry import Signature
     from conveyor.registry.registry import Registry
     from conveyor.stores.artifacts.base import ByteStore
     from conveyor.stores.metadata.loop import LoopStore
@@ -475,11 +477,14 @@ def _escape(value: str) -> str:
 
 
 def _columns(served: ServedModel, inputs: Any) -> tuple[str, ...]:
-    import pandas as pd
+    if inputs is None or not isinstance(inputs, np.ndarray):
+        return ()  # a frame names its own columns
+    return _names(served.current.signature)
 
-    if inputs is None or isinstance(inputs, pd.DataFrame):
-        return ()
-    return tuple(c.name for c in served.current.signature.columns)
+
+@functools.lru_cache(maxsize=64)
+def _names(signature: Signature) -> tuple[str, ...]:
+    return tuple(c.name for c in signature.columns)
 
 
 def _feedback_fields(data: Any) -> tuple[list[str], list[Any], list[int] | None]:
