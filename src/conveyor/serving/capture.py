@@ -84,8 +84,8 @@ class CaptureWriter:
         *,
         sample: float = 1.0,
         window_s: float = 60.0,
-        flush_rows: int = 10_000,
-        max_rows: int = 100_000,
+        flush_rows: int = 50_000,
+        max_rows: int = 250_000,
         seed: int | None = None,
     ) -> None:
         if not 0.0 <= sample <= 1.0:
