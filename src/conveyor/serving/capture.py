@@ -63,6 +63,9 @@ class CaptureEntry:
         return 1 if self.inputs is None else max(len(self.inputs), 1)
 
 
+_FLUSH_ENTRIES = 10_000
+
+
 class CaptureWriter:
     """Buffers captured requests and writes them as Parquet files in a background thread.
 
@@ -131,7 +134,9 @@ class CaptureWriter:
             self._buffer.append(entry)
             self._rows += n
             self.captured_rows += n
-            full = self._rows >= self.flush_rows
+            # Many small entries (one-row requests) are written sooner: each is a live
+            # object the garbage collector walks until it is written.
+            full = self._rows >= self.flush_rows or len(self._buffer) >= _FLUSH_ENTRIES
         if full:
             self._wake.set()
         return True
