@@ -21,21 +21,6 @@ from conveyor.stores.backends import open_loop_store
 PIPE = "tests.pipelines:tiny"
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = open_loop_store(f"sqlite:///{tmp_path / 'c.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def data(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "m-01.parquet").write_bytes(b"x")
-    return folder
-
-
 def data_trigger(folder, **more):
     spec = {"name": "new-data", "pipeline": PIPE, "data": {"path": str(folder / "m-*.parquet")}}
     return parse_triggers([{**spec, **more}])[0]

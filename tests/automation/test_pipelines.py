@@ -1,29 +1,11 @@
 """`PipelineRunner`: a real ``@pipeline`` run for the agent, and the versions it registered."""
 
-import pytest
-
 from conveyor.automation.agent import Agent
 from conveyor.automation.pipelines import PipelineRunner
 from conveyor.automation.triggers import parse_triggers
 from conveyor.core.entities import RunStatus
 from conveyor.core.pipeline import pipeline
 from conveyor.core.step import step
-from conveyor.stores.backends import open_loop_store
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_loop_store(f"sqlite:///{tmp_path / 'c.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def data(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "m-01.parquet").write_bytes(b"x")
-    return folder
 
 
 def data_trigger(folder, **more):
