@@ -21,6 +21,7 @@ Standard library only at import time: this file also runs in Evidently's venv.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 import resource
@@ -39,11 +40,45 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in MB; None off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> None:
+    """Start VmHWM (the peak RSS) again from the present RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
+DATA: dict[str, float | None] = {}
+
+
 def frames(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The peers' frames; the work's peak memory is counted from here, data resident.
+
+    Generating the data peaks higher than holding it (its temporaries), so the
+    process peak would hide the work's; ``work_peak_mb`` is VmHWM reset after this.
+    """
     sys.path.insert(0, str(args.peers))
     import bench_drift as peers  # the peers' generator: same seeds, same columns
 
-    return peers.make_data(args.rows)
+    ref, cur = peers.make_data(args.rows)
+    gc.collect()
+    DATA["data_peak_mb"] = _status_mb("VmHWM")  # the reset below also lowers ru_maxrss
+    DATA["data_mb"] = _status_mb("VmRSS")
+    _reset_peak()
+    return ref, cur
 
 
 def make_data(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,10 +217,16 @@ def main() -> None:
     ap.add_argument("--num-method")
     ap.add_argument("--cat-method")
     args = ap.parse_args()
+    _reset_peak()
     t0 = time.perf_counter()
     result = IMPLS[args.impl](args)
     result.update(
-        impl=args.impl, rows=args.rows, child_s=time.perf_counter() - t0, peak_mb=peak_mb()
+        impl=args.impl,
+        rows=args.rows,
+        child_s=time.perf_counter() - t0,
+        peak_mb=peak_mb(),
+        work_peak_mb=_status_mb("VmHWM"),
+        **DATA,
     )
     print(json.dumps(result, default=float))
 

@@ -129,6 +129,35 @@ def test_wasserstein_on_a_million_values_matches_scipy():
     assert methods.wasserstein(num(a), num(b)).statistic == pytest.approx(expected, rel=1e-9)
 
 
+tied = st.lists(st.integers(-4, 4).map(float), min_size=1, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(samples, tied), st.one_of(samples, tied), st.integers(1, 5))
+def test_the_merge_in_small_ranges_gives_scipys_ks_and_area(a, b, block):
+    # Ranges of a few values each, with ties inside and at their edges.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(methods, "_BLOCK", block)
+        d, _ = methods._ks_and_area(num(a), num(b), ks=True)
+        _, area = methods._ks_and_area(num(a), num(b), ks=False)
+    with warnings.catch_warnings():  # scipy's p-value warns on tiny samples; only D is used
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = stats.ks_2samp(a, b, method="asymp").statistic
+    assert d == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert area == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9, abs=1e-12)
+
+
+def test_a_run_of_equal_values_longer_than_a_range_is_never_split(monkeypatch):
+    monkeypatch.setattr(methods, "_BLOCK", 100)
+    rng = np.random.default_rng(8)
+    a = np.concatenate([np.zeros(1_000), rng.normal(size=500)])
+    b = np.concatenate([np.zeros(300), rng.normal(0.2, size=900)])
+    d, _ = methods._ks_and_area(num(a), num(b), ks=True)
+    _, area = methods._ks_and_area(num(a), num(b), ks=False)
+    assert d == pytest.approx(stats.ks_2samp(a, b).statistic, rel=1e-12)
+    assert area == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-9)
+
+
 # --- statistics on counts ----------------------------------------------------------------
 
 

@@ -55,7 +55,7 @@ IntArray = npt.NDArray[np.int64]
 
 MAX_EXACT_KS = 10_000  # scipy's "auto": exact when both samples are at most this big
 WASSERSTEIN_MIN_STD = 0.001  # Evidently divides by max(std(reference), 0.001)
-_BLOCK = 1 << 18
+_BLOCK = 1 << 17  # values of each sample per merged range
 _TINY_P = 1e-12
 
 
@@ -98,23 +98,33 @@ def _curves(a: NumericSample, b: NumericSample) -> Iterator[tuple[FloatArray, Fl
 
 
 def _exact_curves(a: FloatArray, b: FloatArray) -> Iterator[tuple[FloatArray, FloatArray]]:
-    """The walk over raw sorted values: one stable merge, then blocks of bounded size."""
-    both = np.concatenate([a, b])
-    # A stable sort of two sorted runs is a single linear merge; ties put a before b.
-    order = np.argsort(both, kind="stable")
-    from_b = order >= a.size
-    seen_b = 0
-    for start in range(0, both.size, _BLOCK):
-        stop = min(start + _BLOCK, both.size)
-        cb = np.cumsum(from_b[start:stop], dtype=np.int64)
-        cb += seen_b
-        seen_b = int(cb[-1])
-        ca = np.arange(start + 1, stop + 1, dtype=np.int64)
+    """The walk over raw sorted values, merged one value range at a time.
+
+    The ranges start at every ``_BLOCK``-th value of either sample, so each holds at
+    most ``_BLOCK`` values of each (more only inside one long run of equal values,
+    which a range never splits): memory stays O(block), not O(n), whatever the
+    samples' sizes.
+    """
+    starts = np.unique(np.concatenate([a[::_BLOCK], b[::_BLOCK]]))
+    cut_a = np.append(np.searchsorted(a, starts, "left"), a.size)
+    cut_b = np.append(np.searchsorted(b, starts, "left"), b.size)
+    for k in range(starts.size):
+        i0, i1, j0, j1 = int(cut_a[k]), int(cut_a[k + 1]), int(cut_b[k]), int(cut_b[k + 1])
+        part = np.concatenate([a[i0:i1], b[j0:j1]])
+        # A stable sort of two sorted runs is a single linear merge; ties put a before b.
+        order = np.argsort(part, kind="stable")
+        cb = np.cumsum(order >= i1 - i0, dtype=np.int64)
+        cb += j0
+        ca = np.arange(i0 + j0 + 1, i1 + j1 + 1, dtype=np.int64)
         ca -= cb
         diff = ca / a.size
         diff -= cb / b.size
         np.abs(diff, out=diff)
-        gap = np.diff(both[order[start : stop + 1]])  # one shorter at the very end, where diff is 0
+        merged = part[order]
+        # The last gap reaches the next range's first value; at the very end there is
+        # none, so the walk is one shorter there (where diff is 0).
+        last = k + 1 == starts.size
+        gap = np.diff(merged) if last else np.diff(merged, append=starts[k + 1])
         yield diff[: gap.size], gap
 
 
