@@ -436,6 +436,27 @@ def test_capture_records_answers_and_flushes_on_shutdown(registry, data, make_mo
     assert labels[("req-1", 0)] == 1
 
 
+def test_the_heap_loaded_at_start_is_frozen_until_the_app_stops(registry, data, make_model):
+    import gc
+
+    from conveyor.serving import create_app
+
+    X, _ = data
+    registry.register_model("cancer", make_model(data), X.head(20))
+    gc.unfreeze()
+    for freeze in (True, False):
+        app = create_app(registry, ["cancer/1"], freeze_heap=freeze)
+        url, stop = _run_until_stopped(app)
+        try:
+            assert requests.get(f"{url}/ping").status_code == 200
+            frozen = gc.get_freeze_count()
+        finally:
+            stop()
+        # Frozen: the libraries and the model, tens of thousands of objects.
+        assert (frozen > 10_000) is freeze, frozen
+        assert gc.get_freeze_count() == 0  # given back when the app stopped
+
+
 def test_feedback_bad_bodies_name_the_field(served):
     url = f"{served.url}/v2/models/cancer/feedback"
     cases = [

@@ -118,3 +118,19 @@ def test_model_names_cannot_escape_the_capture_folder(store: FsspecByteStore) ->
 def test_missing_capture_columns_are_refused(store: FsspecByteStore) -> None:
     with pytest.raises(ValidationError, match="timestamp"):
         write_capture(store, "flights", _rows(["a"], [1]).drop_columns(["timestamp"]))
+
+
+def test_files_are_lz4_with_statistics_for_the_timestamp_only(
+    store: FsspecByteStore, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    key = write_capture(store, "flights", _rows(["a", "b"], [1000, 2000], distance=[1.0, 2.0]))
+    assert key is not None
+    meta = pq.ParquetFile(tmp_path / "artifacts" / key).metadata
+    group = meta.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert {c.compression for c in columns.values()} == {"LZ4"}  # LZ4_RAW in the file
+    assert columns["timestamp"].statistics.min == 1000
+    assert columns["timestamp"].statistics.max == 2000
+    assert columns["in.distance"].statistics is None

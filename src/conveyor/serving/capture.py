@@ -18,7 +18,6 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,26 +35,56 @@ __all__ = ["CaptureEntry", "CaptureWriter"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
 class CaptureEntry:
     """One answered request (or its shadow copy), as the request path hands it over.
 
     ``inputs`` holds the validated rows: a DataFrame, or an array whose columns are
     named by ``columns``. It is None for a request refused before it had validated rows;
     that request is written as one row without inputs or outputs.
+
+    A plain slotted class, not a frozen dataclass: one is built per request, and a
+    frozen dataclass sets each of its eleven fields through ``object.__setattr__``.
     """
 
-    model: str
-    version: int
-    route: str
-    request_id: str
-    timestamp_ms: int
-    latency_ms: float
-    status: int
-    inputs: Any = None
-    columns: tuple[str, ...] = ()
-    prediction: np.ndarray | None = None
-    proba: np.ndarray | None = None
+    __slots__ = (
+        "columns",
+        "inputs",
+        "latency_ms",
+        "model",
+        "prediction",
+        "proba",
+        "request_id",
+        "route",
+        "status",
+        "timestamp_ms",
+        "version",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        version: int,
+        route: str,
+        request_id: str,
+        timestamp_ms: int,
+        latency_ms: float,
+        status: int,
+        inputs: Any = None,
+        columns: tuple[str, ...] = (),
+        prediction: np.ndarray | None = None,
+        proba: np.ndarray | None = None,
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.route = route
+        self.request_id = request_id
+        self.timestamp_ms = timestamp_ms
+        self.latency_ms = latency_ms
+        self.status = status
+        self.inputs = inputs
+        self.columns = columns
+        self.prediction = prediction
+        self.proba = proba
 
     @property
     def rows(self) -> int:
@@ -64,6 +93,86 @@ class CaptureEntry:
 
 
 _FLUSH_ENTRIES = 10_000
+
+
+class _Pending:
+    """Buffered requests as one list per field.
+
+    No object per request stays alive for the cyclic collector to walk (numbers,
+    strings and arrays are not tracked by it), and a flush reads each field as one
+    list instead of an attribute per request.
+    """
+
+    __slots__ = (
+        "columns",
+        "inputs",
+        "latencies",
+        "models",
+        "predictions",
+        "probas",
+        "request_ids",
+        "routes",
+        "sizes",
+        "statuses",
+        "timestamps",
+        "versions",
+    )
+
+    def __init__(self) -> None:
+        self.models: list[str] = []
+        self.versions: list[int] = []
+        self.routes: list[str] = []
+        self.request_ids: list[str] = []
+        self.timestamps: list[int] = []
+        self.latencies: list[float] = []
+        self.statuses: list[int] = []
+        self.inputs: list[Any] = []
+        self.columns: list[tuple[str, ...]] = []
+        self.predictions: list[np.ndarray | None] = []
+        self.probas: list[np.ndarray | None] = []
+        self.sizes: list[int] = []  # rows each request writes (1 when refused)
+
+    @classmethod
+    def of(cls, entries: list[CaptureEntry]) -> _Pending:
+        pending = cls()
+        for entry in entries:
+            pending.append(entry, entry.rows)
+        return pending
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def append(self, entry: CaptureEntry, rows: int) -> None:
+        self.models.append(entry.model)
+        self.versions.append(entry.version)
+        self.routes.append(entry.route)
+        self.request_ids.append(entry.request_id)
+        self.timestamps.append(entry.timestamp_ms)
+        self.latencies.append(entry.latency_ms)
+        self.statuses.append(entry.status)
+        self.inputs.append(entry.inputs)
+        self.columns.append(entry.columns)
+        self.predictions.append(entry.prediction)
+        self.probas.append(entry.proba)
+        self.sizes.append(rows)
+
+    def select(self, indices: list[int]) -> _Pending:
+        """The requests at ``indices``, in that order."""
+        picked = _Pending()
+        for field in _Pending.__slots__:
+            values = getattr(self, field)
+            setattr(picked, field, [values[i] for i in indices])
+        return picked
+
+    def groups(self) -> dict[tuple[str, int], _Pending]:
+        """The requests by model and version (one file each)."""
+        keys = list(zip(self.models, self.versions, strict=True))
+        if len(set(keys)) <= 1:
+            return {keys[0]: self} if keys else {}
+        where: dict[tuple[str, int], list[int]] = {}
+        for i, key in enumerate(keys):
+            where.setdefault(key, []).append(i)
+        return {key: self.select(indices) for key, indices in where.items()}
 
 
 class CaptureWriter:
@@ -108,7 +217,7 @@ class CaptureWriter:
         self.max_rows = max_rows
         self._random = random.Random(seed).random  # noqa: S311 - sampling, not secrets
         self._lock = threading.Lock()
-        self._buffer: list[CaptureEntry] = []
+        self._pending = _Pending()
         self._rows = 0
         self._wake = threading.Event()
         self._closing = False
@@ -131,12 +240,11 @@ class CaptureWriter:
             if self._rows + n > self.max_rows or self._closing:
                 self.dropped_rows += n
                 return False
-            self._buffer.append(entry)
+            self._pending.append(entry, n)
             self._rows += n
             self.captured_rows += n
-            # Many small entries (one-row requests) are written sooner: each is a live
-            # object the garbage collector walks until it is written.
-            full = self._rows >= self.flush_rows or len(self._buffer) >= _FLUSH_ENTRIES
+            # Many one-row requests are written sooner: the per-request lists grow.
+            full = self._rows >= self.flush_rows or len(self._pending) >= _FLUSH_ENTRIES
         if full:
             self._wake.set()
         return True
@@ -181,20 +289,17 @@ class CaptureWriter:
         from conveyor.stores.capture import write_capture
 
         with self._lock:
-            entries, self._buffer = self._buffer, []
+            pending, self._pending = self._pending, _Pending()
             self._rows = 0
         keys: list[str] = []
-        groups: dict[tuple[str, int], list[CaptureEntry]] = {}
-        for entry in entries:
-            groups.setdefault((entry.model, entry.version), []).append(entry)
-        for (model, _), group in groups.items():
+        for (model, _), group in pending.groups().items():
             try:
-                table = capture_table(group)
+                table = _table(group)
                 key = write_capture(self.store, model, table)
             except Exception:
-                log.exception("capture: writing %d rows of %s failed", len(group), model)
+                log.exception("capture: writing %d rows of %s failed", sum(group.sizes), model)
                 self.failed_writes += 1
-                self.dropped_rows += sum(e.rows for e in group)
+                self.dropped_rows += sum(group.sizes)
                 continue
             if key is not None:
                 keys.append(key)
@@ -230,58 +335,68 @@ class CaptureWriter:
 
 def capture_table(entries: list[CaptureEntry]) -> pa.Table:
     """The capture-log table of ``entries`` (the columns of `conveyor.stores.capture`)."""
+    return _table(_Pending.of(entries))
+
+
+def _table(pending: _Pending) -> pa.Table:
     import pyarrow as pa
 
-    answered = [e for e in entries if e.inputs is not None and len(e.inputs)]
-    refused = [e for e in entries if e.inputs is None or not len(e.inputs)]
+    answered = [i for i, rows in enumerate(pending.inputs) if rows is not None and len(rows)]
+    if len(answered) == len(pending):
+        return _answered_table(pending)
     tables = []
     if answered:
-        tables.append(_answered_table(answered))
-    if refused:
-        tables.append(_meta_table(refused, [1] * len(refused)))
+        tables.append(_answered_table(pending.select(answered)))
+    chosen = set(answered)
+    refused = pending.select([i for i in range(len(pending)) if i not in chosen])
+    tables.append(_meta_table(refused))
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _meta_table(entries: list[CaptureEntry], counts: list[int]) -> pa.Table:
+def _meta_table(pending: _Pending) -> pa.Table:
+    """The columns every row has, each built once per flush (no per-request arrays)."""
     import pyarrow as pa
 
-    counts_array = np.asarray(counts, dtype=np.int64)
+    sizes = np.asarray(pending.sizes, dtype=np.int64)
+    owner = np.repeat(np.arange(len(sizes)), sizes)  # each row's request
+    starts = np.cumsum(sizes) - sizes
+    rows = (np.arange(int(sizes.sum()), dtype=np.int64) - starts[owner]).astype(np.int32)
 
     def each(values: list[Any], dtype: Any) -> pa.Array:
-        return pa.array(np.repeat(np.asarray(values, dtype=dtype), counts_array))
+        return pa.array(np.asarray(values, dtype=dtype)[owner])
 
     def text(values: list[str]) -> pa.Array:
-        return pa.array(np.repeat(np.asarray(values, dtype=object), counts_array), pa.string())
+        # Arrow repeats the strings: no Python object per row.
+        return pa.array(values, pa.string()).take(pa.array(owner))
 
-    rows = np.concatenate([np.arange(c, dtype=np.int32) for c in counts])
     return pa.table(
         {
-            "request_id": text([e.request_id for e in entries]),
+            "request_id": text(pending.request_ids),
             "row": pa.array(rows, pa.int32()),
-            "timestamp": each([e.timestamp_ms for e in entries], np.int64),
-            "model": text([e.model for e in entries]),
-            "version": each([e.version for e in entries], np.int64),
-            "route": text([e.route for e in entries]),
-            "latency_ms": each([e.latency_ms for e in entries], np.float64),
-            "status": each([e.status for e in entries], np.int16),
+            "timestamp": each(pending.timestamps, np.int64),
+            "model": text(pending.models),
+            "version": each(pending.versions, np.int64),
+            "route": text(pending.routes),
+            "latency_ms": each(pending.latencies, np.float64),
+            "status": each(pending.statuses, np.int16),
         }
     )
 
 
-def _answered_table(entries: list[CaptureEntry]) -> pa.Table:
+def _answered_table(pending: _Pending) -> pa.Table:
     import pandas as pd
     import pyarrow as pa
 
-    table = _meta_table(entries, [len(e.inputs) for e in entries])
-    block = _uniform_block(entries)
+    table = _meta_table(pending)
+    block = _uniform_block(pending.inputs, pending.columns)
     if block is not None:  # one array for every request: no frame per request
         names, values = block
-        for j, name in enumerate(names):
+        for j, name in enumerate(names):  # columns of the Fortran-ordered block: contiguous
             table = table.append_column(f"in.{name}", pa.array(values[:, j], from_pandas=True))
     else:
-        frames = [_frame(e) for e in entries]
+        frames = [_frame(i, c) for i, c in zip(pending.inputs, pending.columns, strict=True)]
         inputs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         for name in inputs.columns:
             column = inputs[name]
@@ -289,26 +404,36 @@ def _answered_table(entries: list[CaptureEntry]) -> pa.Table:
                 column = column.astype(column.cat.categories.dtype)
             array = pa.array(np.asarray(column), from_pandas=True)
             table = table.append_column(f"in.{name}", array)
-    predictions = [e.prediction for e in entries]
+    predictions = pending.predictions
     if all(p is not None for p in predictions):
         values = np.concatenate([_flat(p) for p in predictions if p is not None])
         table = table.append_column("out.prediction", pa.array(values, from_pandas=True))
-    probas = [e.proba for e in entries]
+    probas = pending.probas
     if all(p is not None for p in probas):
-        parts = [_probability(np.asarray(p)) for p in probas if p is not None]
-        table = table.append_column("out.probability", pa.array(np.concatenate(parts)))
+        table = table.append_column("out.probability", pa.array(_probabilities(probas)))
     return table
 
 
-def _uniform_block(entries: list[CaptureEntry]) -> tuple[list[str], np.ndarray] | None:
-    """The inputs of ``entries`` stacked as one 2-D array, or None.
+def _probabilities(probas: list[Any]) -> np.ndarray:
+    """Each row's probability; one stacked array when every request has the same classes."""
+    arrays = [np.asarray(p) for p in probas]
+    shape = arrays[0].shape[1:]
+    if all(a.shape[1:] == shape for a in arrays):
+        return _probability(np.concatenate(arrays))
+    return np.concatenate([_probability(a) for a in arrays])
+
+
+def _uniform_block(
+    inputs: list[Any], columns: list[tuple[str, ...]]
+) -> tuple[list[str], np.ndarray] | None:
+    """The requests' inputs stacked as one 2-D array, or None.
 
     Only when they share names and one numeric dtype: the common case (arrays from
     the lean path, or all-float frames), without a frame per request.
     """
     import pandas as pd
 
-    first = entries[0].inputs
+    first = inputs[0]
     if isinstance(first, pd.DataFrame):
         names = [str(c) for c in first.columns]
         dtypes = set(first.dtypes)
@@ -316,44 +441,48 @@ def _uniform_block(entries: list[CaptureEntry]) -> tuple[list[str], np.ndarray] 
             return None
         dtype = next(iter(dtypes))
         parts = []
-        for entry in entries:
-            frame = entry.inputs
+        for frame in inputs:
             if not isinstance(frame, pd.DataFrame) or list(frame.columns) != list(first.columns):
                 return None
             if set(frame.dtypes) != {dtype}:
                 return None
             parts.append(frame.to_numpy())
-        return names, np.concatenate(parts)
+        return names, _stack(parts)
     if not isinstance(first, np.ndarray) or first.ndim != 2 or first.dtype.kind not in "biuf":
         return None
-    columns = entries[0].columns
-    for entry in entries:
-        array = entry.inputs
+    names_of = columns[0]
+    if any(c != names_of for c in columns):
+        return None
+    for array in inputs:
         if (
             not isinstance(array, np.ndarray)
             or array.ndim != 2
             or array.shape[1] != first.shape[1]
             or array.dtype != first.dtype
-            or entry.columns != columns
         ):
             return None
-    names = (
-        list(columns) if len(columns) == first.shape[1] else [str(i) for i in range(first.shape[1])]
-    )
-    return names, np.concatenate([e.inputs for e in entries])
+    width = first.shape[1]
+    names = list(names_of) if len(names_of) == width else [str(i) for i in range(width)]
+    return names, _stack(inputs)
 
 
-def _frame(entry: CaptureEntry) -> pd.DataFrame:
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    """``parts`` stacked into one Fortran-ordered array: each column one contiguous run."""
+    out = np.empty((sum(len(p) for p in parts), parts[0].shape[1]), parts[0].dtype, order="F")
+    np.concatenate(parts, out=out)
+    return out
+
+
+def _frame(inputs: Any, columns: tuple[str, ...]) -> pd.DataFrame:
     import pandas as pd
 
-    inputs = entry.inputs
     if isinstance(inputs, pd.DataFrame):
         return inputs
     array = np.asarray(inputs)
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     array = array.reshape(len(array), -1)
-    names = list(entry.columns)
+    names = list(columns)
     if len(names) != array.shape[1]:
         names = [str(i) for i in range(array.shape[1])]
     return pd.DataFrame(array, columns=names)

@@ -100,8 +100,14 @@ def _put_table(store: ByteStore, key: str, table: pa.Table) -> None:
         or pa.types.is_large_string(f.type)
         or pa.types.is_dictionary(f.type)
     ]
+    # LZ4 (LZ4_RAW in the file) and statistics for the timestamp only: half the CPU of
+    # zstd with every column's statistics, for files 6% larger. A server writes these
+    # while it answers requests; readers pick files by the time window in their names.
+    stats = [name for name in ("timestamp",) if name in table.column_names]
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", use_dictionary=text)
+    pq.write_table(
+        table, sink, compression="lz4", use_dictionary=text, write_statistics=stats or False
+    )
     store.put_bytes(key, sink.getvalue())
 
 
