@@ -191,3 +191,22 @@ def test_numeric_requests_are_stacked_without_a_frame_each(store):
     assert [r["in.a"] for r in rows] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 0, 1]
     assert [r["in.b"] for r in rows][-2:] == [7, 7]
     assert [r["route"] for r in rows][-2:] == ["canary", "canary"]
+
+
+def test_flushes_reuse_one_input_buffer_without_mixing_their_rows(store):
+    writer = CaptureWriter(store, window_s=60)
+    expected = []
+    for flush, rows in enumerate((3, 1, 5)):
+        for r in range(rows):
+            values = np.array([[flush * 10.0 + r, -1.0 * r]])
+            expected.append(values[0].tolist())
+            writer.add(
+                CaptureEntry(
+                    "cancer", 1, "primary", f"{flush}-{r}", 100 * flush + r, 1.0, 200,
+                    values, ("a", "b"), np.array([r % 2]), None,
+                )
+            )  # fmt: skip
+        assert len(writer.flush()) == 1
+    rows = read_capture(store, "cancer").to_pylist()
+    got = {r["request_id"]: [r["in.a"], r["in.b"]] for r in rows}
+    assert [got[k] for k in sorted(got, key=lambda k: tuple(map(int, k.split("-"))))] == expected

@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,6 +105,7 @@ class _Pending:
     """
 
     __slots__ = (
+        "answered",
         "columns",
         "inputs",
         "latencies",
@@ -131,6 +133,7 @@ class _Pending:
         self.predictions: list[np.ndarray | None] = []
         self.probas: list[np.ndarray | None] = []
         self.sizes: list[int] = []  # rows each request writes (1 when refused)
+        self.answered = 0  # requests with rows
 
     @classmethod
     def of(cls, entries: list[CaptureEntry]) -> _Pending:
@@ -155,20 +158,26 @@ class _Pending:
         self.predictions.append(entry.prediction)
         self.probas.append(entry.proba)
         self.sizes.append(rows)
+        if entry.inputs is not None and len(entry.inputs):
+            self.answered += 1
 
     def select(self, indices: list[int]) -> _Pending:
         """The requests at ``indices``, in that order."""
         picked = _Pending()
         for field in _Pending.__slots__:
-            values = getattr(self, field)
-            setattr(picked, field, [values[i] for i in indices])
+            if field != "answered":
+                values = getattr(self, field)
+                setattr(picked, field, [values[i] for i in indices])
+        picked.answered = sum(1 for i in indices if _has_rows(self.inputs[i]))
         return picked
 
     def groups(self) -> dict[tuple[str, int], _Pending]:
         """The requests by model and version (one file each)."""
+        if not self.models:
+            return {}
+        if len(set(self.models)) == 1 and len(set(self.versions)) == 1:
+            return {(self.models[0], self.versions[0]): self}
         keys = list(zip(self.models, self.versions, strict=True))
-        if len(set(keys)) <= 1:
-            return {keys[0]: self} if keys else {}
         where: dict[tuple[str, int], list[int]] = {}
         for i, key in enumerate(keys):
             where.setdefault(key, []).append(i)
@@ -219,6 +228,8 @@ class CaptureWriter:
         self._lock = threading.Lock()
         self._pending = _Pending()
         self._rows = 0
+        self._flushing = threading.Lock()  # one flush at a time: they share the scratch
+        self._scratch = _Scratch()
         self._wake = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -286,15 +297,19 @@ class CaptureWriter:
 
     def flush(self) -> list[str]:
         """Write every buffered row now; returns the keys written. Never raises."""
+        with self._flushing:
+            with self._lock:
+                pending, self._pending = self._pending, _Pending()
+                self._rows = 0
+            return self._write(pending)
+
+    def _write(self, pending: _Pending) -> list[str]:
         from conveyor.stores.capture import write_capture
 
-        with self._lock:
-            pending, self._pending = self._pending, _Pending()
-            self._rows = 0
         keys: list[str] = []
         for (model, _), group in pending.groups().items():
             try:
-                table = _table(group)
+                table = _table(group, self._scratch)
                 key = write_capture(self.store, model, table)
             except Exception:
                 log.exception("capture: writing %d rows of %s failed", sum(group.sizes), model)
@@ -338,21 +353,44 @@ def capture_table(entries: list[CaptureEntry]) -> pa.Table:
     return _table(_Pending.of(entries))
 
 
-def _table(pending: _Pending) -> pa.Table:
+class _Scratch:
+    """A buffer reused by every flush for the stacked inputs.
+
+    Memory the process has not touched yet is slow to fault in (a third of a flush's
+    CPU was the kernel's); the buffer grows to the largest flush and stays, at most
+    ``max_rows`` x the input width x 8 bytes.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = np.empty(0, np.uint8)
+
+    def block(self, rows: int, width: int, dtype: np.dtype[Any]) -> np.ndarray:
+        """An uninitialised Fortran-ordered ``rows`` x ``width`` array over the buffer."""
+        need = rows * width * dtype.itemsize
+        if self._buffer.size < need:
+            self._buffer = np.empty(need, np.uint8)
+        return np.ndarray((rows, width), dtype, buffer=self._buffer, order="F")
+
+
+def _table(pending: _Pending, scratch: _Scratch | None = None) -> pa.Table:
     import pyarrow as pa
 
-    answered = [i for i, rows in enumerate(pending.inputs) if rows is not None and len(rows)]
-    if len(answered) == len(pending):
-        return _answered_table(pending)
+    if pending.answered == len(pending):
+        return _answered_table(pending, scratch)
+    answered = [i for i, rows in enumerate(pending.inputs) if _has_rows(rows)]
     tables = []
     if answered:
-        tables.append(_answered_table(pending.select(answered)))
+        tables.append(_answered_table(pending.select(answered), scratch))
     chosen = set(answered)
     refused = pending.select([i for i in range(len(pending)) if i not in chosen])
     tables.append(_meta_table(refused))
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _has_rows(inputs: Any) -> bool:
+    return inputs is not None and bool(len(inputs))
 
 
 def _meta_table(pending: _Pending) -> pa.Table:
@@ -385,12 +423,12 @@ def _meta_table(pending: _Pending) -> pa.Table:
     )
 
 
-def _answered_table(pending: _Pending) -> pa.Table:
+def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
     import pandas as pd
     import pyarrow as pa
 
     table = _meta_table(pending)
-    block = _uniform_block(pending.inputs, pending.columns)
+    block = _uniform_block(pending.inputs, pending.columns, scratch)
     if block is not None:  # one array for every request: no frame per request
         names, values = block
         for j, name in enumerate(names):  # columns of the Fortran-ordered block: contiguous
@@ -405,26 +443,25 @@ def _answered_table(pending: _Pending) -> pa.Table:
             array = pa.array(np.asarray(column), from_pandas=True)
             table = table.append_column(f"in.{name}", array)
     predictions = pending.predictions
-    if all(p is not None for p in predictions):
-        values = np.concatenate([_flat(p) for p in predictions if p is not None])
+    if all(p is not None for p in predictions):  # not `in`: it would compare arrays
+        values = _outputs(predictions, _flat)
         table = table.append_column("out.prediction", pa.array(values, from_pandas=True))
     probas = pending.probas
     if all(p is not None for p in probas):
-        table = table.append_column("out.probability", pa.array(_probabilities(probas)))
+        table = table.append_column("out.probability", pa.array(_outputs(probas, _probability)))
     return table
 
 
-def _probabilities(probas: list[Any]) -> np.ndarray:
-    """Each row's probability; one stacked array when every request has the same classes."""
-    arrays = [np.asarray(p) for p in probas]
-    shape = arrays[0].shape[1:]
-    if all(a.shape[1:] == shape for a in arrays):
-        return _probability(np.concatenate(arrays))
-    return np.concatenate([_probability(a) for a in arrays])
+def _outputs(parts: list[Any], each: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``each`` of every request's output, stacked: in one call when their shapes allow."""
+    try:
+        return each(np.concatenate(parts))  # the same shape past the first axis: one call
+    except ValueError:
+        return np.concatenate([each(np.asarray(p)) for p in parts])
 
 
 def _uniform_block(
-    inputs: list[Any], columns: list[tuple[str, ...]]
+    inputs: list[Any], columns: list[tuple[str, ...]], scratch: _Scratch | None = None
 ) -> tuple[list[str], np.ndarray] | None:
     """The requests' inputs stacked as one 2-D array, or None.
 
@@ -447,28 +484,28 @@ def _uniform_block(
             if set(frame.dtypes) != {dtype}:
                 return None
             parts.append(frame.to_numpy())
-        return names, _stack(parts)
+        return names, _stack(parts, scratch)
     if not isinstance(first, np.ndarray) or first.ndim != 2 or first.dtype.kind not in "biuf":
         return None
     names_of = columns[0]
-    if any(c != names_of for c in columns):
+    if columns.count(names_of) != len(columns):  # mostly the very same tuple: no walk
         return None
-    for array in inputs:
-        if (
-            not isinstance(array, np.ndarray)
-            or array.ndim != 2
-            or array.shape[1] != first.shape[1]
-            or array.dtype != first.dtype
-        ):
-            return None
+    if {type(a) for a in inputs} != {np.ndarray} or {a.dtype for a in inputs} != {first.dtype}:
+        return None
+    if {a.shape[1:] for a in inputs} != {first.shape[1:]}:
+        return None
     width = first.shape[1]
     names = list(names_of) if len(names_of) == width else [str(i) for i in range(width)]
-    return names, _stack(inputs)
+    return names, _stack(inputs, scratch)
 
 
-def _stack(parts: list[np.ndarray]) -> np.ndarray:
+def _stack(parts: list[np.ndarray], scratch: _Scratch | None = None) -> np.ndarray:
     """``parts`` stacked into one Fortran-ordered array: each column one contiguous run."""
-    out = np.empty((sum(len(p) for p in parts), parts[0].shape[1]), parts[0].dtype, order="F")
+    rows, width, dtype = sum(len(p) for p in parts), parts[0].shape[1], parts[0].dtype
+    if scratch is None:
+        out = np.empty((rows, width), dtype, order="F")
+    else:
+        out = scratch.block(rows, width, dtype)
     np.concatenate(parts, out=out)
     return out
 

@@ -104,11 +104,12 @@ def _put_table(store: ByteStore, key: str, table: pa.Table) -> None:
     # zstd with every column's statistics, for files 6% larger. A server writes these
     # while it answers requests; readers pick files by the time window in their names.
     stats = [name for name in ("timestamp",) if name in table.column_names]
-    sink = io.BytesIO()
-    pq.write_table(
-        table, sink, compression="lz4", use_dictionary=text, write_statistics=stats or False
+    store.put_stream(
+        key,
+        lambda sink: pq.write_table(
+            table, sink, compression="lz4", use_dictionary=text, write_statistics=stats or False
+        ),
     )
-    store.put_bytes(key, sink.getvalue())
 
 
 def write_capture(store: ByteStore, model: str, table: pa.Table) -> str | None:

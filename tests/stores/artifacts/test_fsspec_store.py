@@ -50,6 +50,23 @@ def test_a_failed_local_put_keeps_the_old_object_and_no_temporary(tmp_path: Path
     assert list((tmp_path / ".tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_streamed_put_stores_what_was_written_or_nothing(tmp_path: Path, where: str) -> None:
+    store = FsspecByteStore(str(tmp_path) if where == "local" else memory_uri())
+    store.put_stream("k", lambda handle: (handle.write(b"ab"), handle.write(b"cd")))
+    assert store.get_bytes("k") == b"abcd"
+
+    def broken(handle: object) -> None:
+        handle.write(b"half")  # type: ignore[attr-defined]
+        raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError):
+        store.put_stream("k", broken)
+    assert store.get_bytes("k") == b"abcd"  # the old object, whole
+    if where == "local":
+        assert list((tmp_path / ".tmp").iterdir()) == []
+
+
 def test_temporaries_are_not_listed_even_when_left_by_a_killed_writer(tmp_path: Path) -> None:
     store = FsspecByteStore(str(tmp_path))
     (tmp_path / ".tmp").mkdir()

@@ -7,9 +7,11 @@ atomic: a reader sees the whole object or nothing.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["ByteStore"]
 
@@ -22,6 +24,16 @@ class ByteStore(ABC):
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key`` atomically (temporary name, then commit)."""
+
+    def put_stream(self, key: str, write: Callable[[BinaryIO], object]) -> None:
+        """Store under ``key``, atomically, what ``write`` writes to the binary file it gets.
+
+        This default gathers the bytes in memory; a backend with a local file system
+        lets ``write`` fill the temporary file itself (no copy of the whole object).
+        """
+        sink = io.BytesIO()
+        write(sink)
+        self.put_bytes(key, sink.getvalue())
 
     @abstractmethod
     def put_file(self, key: str, local_path: Path) -> None:

@@ -155,6 +155,15 @@ class FsspecByteStore(ByteStore):
             else:
                 self._fs.pipe_file(target, data)
 
+    def put_stream(self, key: str, write: Callable[[BinaryIO], object]) -> None:
+        """Store what ``write`` writes under ``key``; locally, straight into the temporary."""
+        if not self._local:
+            super().put_stream(key, write)
+            return
+        target = self._path(key)
+        with _writing(key, self.uri):
+            self._replace_locally(target, write)
+
     def put_file(self, key: str, local_path: Path) -> None:
         """Store a local file under ``key``, streaming it, atomically."""
         target = self._path(key)
