@@ -134,3 +134,18 @@ def test_files_are_lz4_with_statistics_for_the_timestamp_only(
     assert columns["timestamp"].statistics.min == 1000
     assert columns["timestamp"].statistics.max == 2000
     assert columns["in.distance"].statistics is None
+
+
+def test_full_columns_are_written_required_and_read_back_nullable(
+    store: FsspecByteStore, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    full = write_capture(store, "flights", _rows(["a"], [1000], distance=[1.0]))
+    write_capture(store, "flights", _rows(["b"], [2000], distance=[None]))
+    assert full is not None
+    written = pq.read_schema(tmp_path / "artifacts" / full)
+    assert not written.field("in.distance").nullable  # no definition levels to encode
+    table = read_capture(store, "flights")
+    assert all(field.nullable for field in table.schema)
+    assert table.column("in.distance").to_pylist() == [1.0, None]
