@@ -91,10 +91,11 @@ def test_load_within_and_beyond_the_slo_on_one_server(served):
     # bytes, so the server is the busy side (about a core) even on a loaded machine.
     starved = parse_policy(
         "flights",
-        {"resources": {"cpu": 0.01}, "load": {"requests": 60, "concurrency": 4, "rows": 200}},
+        {"resources": {"cpu": 0.01}, "load": {"requests": 600, "concurrency": 4, "rows": 200}},
     )
     hungry = check_load(served, example, starved)
     assert not hungry.passed, hungry.evidence
+    assert hungry.evidence["wall_s"] >= 0.1  # long enough for the CPU rule to apply
     assert "CPU > resources.cpu 0.01" in hungry.detail
 
 
