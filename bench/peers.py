@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 MLFLOW_VERSION = "3.17.2"
-REQUIREMENT = f"mlflow=={MLFLOW_VERSION}"
+# psutil: the peers' scripts read each server's CPU time and RSS with it.
+REQUIREMENTS = [f"mlflow=={MLFLOW_VERSION}", "psutil"]
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv-peers"
-STAMP = VENV / f".installed-mlflow-{MLFLOW_VERSION}"
+STAMP = VENV / f".installed-mlflow-{MLFLOW_VERSION}-psutil"
 OVERRIDE = "CONVEYOR_PEERS_PYTHON"
 
 
@@ -40,7 +41,7 @@ def ensure() -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, REQUIREMENT], check=True)
+    subprocess.run([*pip, *REQUIREMENTS], check=True)
     STAMP.touch()
     return python
 
