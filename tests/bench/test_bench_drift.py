@@ -32,6 +32,7 @@ def test_quick_run_measures_every_conveyor_case(tmp_path: Path) -> None:
     for result in doc["results"]:
         assert result["compute_s"] > 0
         assert result["rss_mb"] > 0
+        assert 0 < result["work_peak_mb"] <= result["rss_mb"]  # within the process peak
     exact = next(r for r in doc["results"] if r["impl"] == "conveyor")
     parquet = next(r for r in doc["results"] if r["impl"] == "conveyor-parquet")
     assert exact["columns"] == parquet["columns"]
