@@ -135,13 +135,6 @@ class _Pending:
         self.sizes: list[int] = []  # rows each request writes (1 when refused)
         self.answered = 0  # requests with rows
 
-    @classmethod
-    def of(cls, entries: list[CaptureEntry]) -> _Pending:
-        pending = cls()
-        for entry in entries:
-            pending.append(entry, entry.rows)
-        return pending
-
     def __len__(self) -> int:
         return len(self.models)
 
@@ -158,7 +151,7 @@ class _Pending:
         self.predictions.append(entry.prediction)
         self.probas.append(entry.proba)
         self.sizes.append(rows)
-        if entry.inputs is not None and len(entry.inputs):
+        if _has_rows(entry.inputs):
             self.answered += 1
 
     def select(self, indices: list[int]) -> _Pending:
@@ -348,11 +341,6 @@ class CaptureWriter:
         return lines
 
 
-def capture_table(entries: list[CaptureEntry]) -> pa.Table:
-    """The capture-log table of ``entries`` (the columns of `conveyor.stores.capture`)."""
-    return _table(_Pending.of(entries))
-
-
 class _Scratch:
     """A buffer reused by every flush for the stacked inputs.
 
@@ -373,6 +361,7 @@ class _Scratch:
 
 
 def _table(pending: _Pending, scratch: _Scratch | None = None) -> pa.Table:
+    """The capture-log table of ``pending`` (the columns of `conveyor.stores.capture`)."""
     import pyarrow as pa
 
     if pending.answered == len(pending):
