@@ -210,3 +210,35 @@ def test_flushes_reuse_one_input_buffer_without_mixing_their_rows(store):
     rows = read_capture(store, "cancer").to_pylist()
     got = {r["request_id"]: [r["in.a"], r["in.b"]] for r in rows}
     assert [got[k] for k in sorted(got, key=lambda k: tuple(map(int, k.split("-"))))] == expected
+
+
+def test_nan_inputs_are_written_as_nulls_only_where_they_are(store):
+    writer = CaptureWriter(store)
+    rows = [[1.0, np.nan, 3.0], [4.0, 5.0, np.inf], [7.0, 8.0, -np.inf]]
+    for i, row in enumerate(rows):
+        writer.add(
+            CaptureEntry(
+                "cancer", 1, "primary", f"r{i}", 10 + i, 1.0, 200,
+                np.array([row]), ("a", "b", "c"), np.array([0]), None,
+            )
+        )  # fmt: skip
+    writer.close()
+    table = read_capture(store, "cancer")
+    assert table.column("in.a").to_pylist() == [1.0, 4.0, 7.0]
+    assert table.column("in.b").to_pylist() == [None, 5.0, 8.0]
+    # Both infinities sum to NaN: the column is checked value by value, and kept.
+    assert table.column("in.c").to_pylist() == [3.0, np.inf, -np.inf]
+
+
+def test_text_columns_read_back_as_plain_strings(store):
+    import pyarrow as pa
+
+    writer = CaptureWriter(store)
+    for i, route in enumerate(("primary", "canary", "primary")):
+        writer.add(_entry(f"r{i}", n=2, route=route, ts=1_700_000_000_000 + i))
+    writer.close()
+    table = read_capture(store, "cancer")
+    for name in ("request_id", "model", "route"):
+        assert table.schema.field(name).type == pa.string()
+    assert table.column("route").to_pylist() == ["primary"] * 2 + ["canary"] * 2 + ["primary"] * 2
+    assert table.column("model").to_pylist() == ["cancer"] * 6

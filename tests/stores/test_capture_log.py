@@ -149,3 +149,19 @@ def test_full_columns_are_written_required_and_read_back_nullable(
     table = read_capture(store, "flights")
     assert all(field.nullable for field in table.schema)
     assert table.column("in.distance").to_pylist() == [1.0, None]
+
+
+def test_dictionary_text_reads_back_as_plain_text_beside_older_files(
+    store: FsspecByteStore,
+) -> None:
+    plain = _rows(["a"], [1000], distance=[1.0])
+    encoded = _rows(["b", "c"], [2000, 2001], distance=[2.0, 3.0])
+    for name in ("request_id", "model", "route"):
+        index = encoded.schema.get_field_index(name)
+        encoded = encoded.set_column(index, name, encoded.column(name).dictionary_encode())
+    write_capture(store, "flights", plain)
+    write_capture(store, "flights", encoded)
+    table = read_capture(store, "flights")
+    assert table.schema.field("request_id").type == pa.string()
+    assert table.column("request_id").to_pylist() == ["a", "b", "c"]
+    assert table.column("route").to_pylist() == ["primary"] * 3

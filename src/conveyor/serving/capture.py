@@ -375,7 +375,9 @@ def _table(pending: _Pending, scratch: _Scratch | None = None) -> pa.Table:
     tables.append(_meta_table(refused))
     if len(tables) == 1:
         return tables[0]
-    return pa.concat_tables(tables, promote_options="permissive")
+    # The refused rows have no inputs or outputs: those columns now hold nulls.
+    table = pa.concat_tables(tables, promote_options="permissive")
+    return _required_table(dict(zip(table.column_names, table.columns, strict=True)))
 
 
 def _has_rows(inputs: Any) -> bool:
@@ -383,45 +385,55 @@ def _has_rows(inputs: Any) -> bool:
 
 
 def _meta_table(pending: _Pending) -> pa.Table:
+    """The columns every row has, as a table (the rows of refused requests)."""
+    return _required_table(_meta_columns(pending))
+
+
+def _meta_columns(pending: _Pending) -> dict[str, pa.Array]:
     """The columns every row has, each built once per flush (no per-request arrays)."""
     import pyarrow as pa
 
     sizes = np.asarray(pending.sizes, dtype=np.int64)
-    owner = np.repeat(np.arange(len(sizes)), sizes)  # each row's request
+    owner = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)  # each row's request
     starts = np.cumsum(sizes) - sizes
     rows = (np.arange(int(sizes.sum()), dtype=np.int64) - starts[owner]).astype(np.int32)
+    owners = pa.array(owner)
 
     def each(values: list[Any], dtype: Any) -> pa.Array:
         return pa.array(np.asarray(values, dtype=dtype)[owner])
 
     def text(values: list[str]) -> pa.Array:
-        # Arrow repeats the strings: no Python object per row.
-        return pa.array(values, pa.string()).take(pa.array(owner))
+        # Dictionary-encoded: no string is repeated per row, and Parquet writes the
+        # dictionary as it is (readers get plain strings back, `read_capture`).
+        if values.count(values[0]) == len(values):  # one model, one route: one entry
+            return pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(len(owner), np.int32)), pa.array(values[:1], pa.string())
+            )
+        return pa.DictionaryArray.from_arrays(owners, pa.array(values, pa.string()))
 
-    return pa.table(
-        {
-            "request_id": text(pending.request_ids),
-            "row": pa.array(rows, pa.int32()),
-            "timestamp": each(pending.timestamps, np.int64),
-            "model": text(pending.models),
-            "version": each(pending.versions, np.int64),
-            "route": text(pending.routes),
-            "latency_ms": each(pending.latencies, np.float64),
-            "status": each(pending.statuses, np.int16),
-        }
-    )
+    return {
+        "request_id": text(pending.request_ids),
+        "row": pa.array(rows, pa.int32()),
+        "timestamp": each(pending.timestamps, np.int64),
+        "model": text(pending.models),
+        "version": each(pending.versions, np.int64),
+        "route": text(pending.routes),
+        "latency_ms": each(pending.latencies, np.float64),
+        "status": each(pending.statuses, np.int16),
+    }
 
 
 def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
     import pandas as pd
     import pyarrow as pa
 
-    table = _meta_table(pending)
+    columns = _meta_columns(pending)
     block = _uniform_block(pending.inputs, pending.columns, scratch)
     if block is not None:  # one array for every request: no frame per request
         names, values = block
+        with_nan = _with_nan(values)
         for j, name in enumerate(names):  # columns of the Fortran-ordered block: contiguous
-            table = table.append_column(f"in.{name}", pa.array(values[:, j], from_pandas=True))
+            columns[f"in.{name}"] = _arrow(values[:, j], bool(with_nan[j]))
     else:
         frames = [_frame(i, c) for i, c in zip(pending.inputs, pending.columns, strict=True)]
         inputs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -429,16 +441,45 @@ def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
             column = inputs[name]
             if isinstance(column.dtype, pd.CategoricalDtype):
                 column = column.astype(column.cat.categories.dtype)
-            array = pa.array(np.asarray(column), from_pandas=True)
-            table = table.append_column(f"in.{name}", array)
+            columns[f"in.{name}"] = pa.array(np.asarray(column), from_pandas=True)
     predictions = pending.predictions
     if all(p is not None for p in predictions):  # not `in`: it would compare arrays
         values = _outputs(predictions, _flat)
-        table = table.append_column("out.prediction", pa.array(values, from_pandas=True))
+        columns["out.prediction"] = pa.array(values, from_pandas=True)
     probas = pending.probas
     if all(p is not None for p in probas):
-        table = table.append_column("out.probability", pa.array(_outputs(probas, _probability)))
-    return table
+        columns["out.probability"] = pa.array(_outputs(probas, _probability))
+    return _required_table(columns)
+
+
+def _with_nan(values: np.ndarray) -> np.ndarray:
+    """For each column of a 2-D numeric array, whether it may hold NaN.
+
+    A column's sum is NaN when it holds one (or both infinities: a harmless yes);
+    one vectorised pass instead of Arrow's per-value check in every conversion.
+    """
+    if values.dtype.kind != "f":
+        return np.zeros(values.shape[1], dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        result: np.ndarray = np.isnan(np.add.reduce(values, axis=0))
+    return result
+
+
+def _arrow(column: np.ndarray, with_nan: bool) -> pa.Array:
+    """A numeric column as Arrow, NaN as null; without NaN, the data is not scanned."""
+    import pyarrow as pa
+
+    return pa.array(column, from_pandas=True) if with_nan else pa.array(column)
+
+
+def _required_table(columns: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Table:
+    """One table of ``columns``; those without nulls marked required (see `write_capture`)."""
+    import pyarrow as pa
+
+    fields = [
+        pa.field(name, array.type, nullable=array.null_count > 0) for name, array in columns.items()
+    ]
+    return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
 
 
 def _outputs(parts: list[Any], each: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

@@ -125,15 +125,26 @@ def _required_where_full(table: pa.Table) -> pa.Table:
         field.with_nullable(False) if field.nullable and column.null_count == 0 else field
         for field, column in zip(table.schema, table.columns, strict=True)
     ]
+    if fields == list(table.schema):  # the server's tables come marked already
+        return table
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 def _nullable(table: pa.Table) -> pa.Table:
+    """Every column nullable and dictionary-encoded text as plain text, whatever the file says.
+
+    The server writes required columns (`_required_where_full`) and dictionary-encoded
+    text (`conveyor.serving.capture`); files written either way read back alike.
+    """
     import pyarrow as pa
 
-    if all(field.nullable for field in table.schema):
+    def plain(field: pa.Field) -> pa.Field:
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        return pa.field(field.name, kind, nullable=True, metadata=field.metadata)
+
+    fields = [plain(field) for field in table.schema]
+    if fields == list(table.schema):
         return table
-    fields = [field.with_nullable(True) for field in table.schema]
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
