@@ -1,7 +1,7 @@
 """Capture's cost: ``conveyor serve`` with and without ``--capture`` under wrk, and the ratio.
 
     python bench/bench_capture.py [--duration 5] [--concurrency 1,32] [--rows 1,100]
-                                  [--sample 1.0] [--window 1] [--reps 5]
+                                  [--sample 1.0] [--window 1] [--reps 5] [--control]
 
 A GradientBoostingClassifier (100 trees, 20 float features, as in bench_serving.py)
 is registered in a temporary project; the same ``conveyor serve`` command runs
@@ -16,7 +16,8 @@ columns show each side's best round. Beside it, the server's CPU time per reques
 capture writer's whole cost even when it runs on another core. The target (issue 5):
 capture on costs at most 10% of throughput, i.e. the ratio ``capture / no capture``
 is at least 0.90. The script also checks that the captured rows reached the capture
-log.
+log. ``--control`` runs both servers without capture: the spread of that ratio is
+what this machine's noise alone does to the figure.
 """
 
 from __future__ import annotations
@@ -148,6 +149,11 @@ def main() -> None:
     parser.add_argument("--sample", type=float, default=1.0)
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="both servers without capture: the ratio's noise floor on this machine",
+    )
     args = parser.parse_args()
     cells = [(int(r), int(c)) for r in args.rows.split(",") for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,7 +165,9 @@ def main() -> None:
             "off": _serve(project, ["--no-capture"]),
             "on": _serve(
                 project,
-                [
+                ["--no-capture"]
+                if args.control
+                else [
                     "--capture",
                     "--capture-sample",
                     str(args.sample),
