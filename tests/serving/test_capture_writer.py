@@ -242,3 +242,31 @@ def test_text_columns_read_back_as_plain_strings(store):
         assert table.schema.field(name).type == pa.string()
     assert table.column("route").to_pylist() == ["primary"] * 2 + ["canary"] * 2 + ["primary"] * 2
     assert table.column("model").to_pylist() == ["cancer"] * 6
+
+
+def test_arrays_are_wrapped_for_arrow_as_pyarrow_would_convert_them():
+    import pyarrow as pa
+
+    from conveyor.serving.capture import _numeric, _strings
+
+    floats = np.array([1.5, np.nan, -2.0])
+    assert _numeric(floats, with_nan=True).to_pylist() == [1.5, None, -2.0]
+    assert _numeric(floats, with_nan=True).null_count == 1
+    assert np.isnan(_numeric(floats).to_pylist()[1])  # NaN kept where nulls are not asked for
+    strided = np.arange(12, dtype=np.int16).reshape(3, 4)[:, 1]
+    assert _numeric(strided).type == pa.int16()
+    assert _numeric(strided).to_pylist() == [1, 5, 9]
+    big_endian = np.array([1.0, 2.0], dtype=">f8")
+    assert _numeric(big_endian).to_pylist() == [1.0, 2.0]
+    labels = np.array(["yes", "no"], dtype=object)  # a classifier with text labels
+    assert _numeric(labels).to_pylist() == ["yes", "no"]
+    text = ["r-1", "", "é≈", "r-1"]
+    assert _strings(text).to_pylist() == text
+    assert _numeric(np.array([True, False])).to_pylist() == [True, False]
+
+
+def test_a_lone_surrogate_in_text_is_left_to_arrow_to_refuse(store):
+    from conveyor.serving.capture import _strings
+
+    with pytest.raises(Exception, match="surrogate"):
+        _strings(["a\udc80"])

@@ -397,23 +397,23 @@ def _meta_columns(pending: _Pending) -> dict[str, pa.Array]:
     owner = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)  # each row's request
     starts = np.cumsum(sizes) - sizes
     rows = (np.arange(int(sizes.sum()), dtype=np.int64) - starts[owner]).astype(np.int32)
-    owners = pa.array(owner)
+    owners = _numeric(owner)
 
     def each(values: list[Any], dtype: Any) -> pa.Array:
-        return pa.array(np.asarray(values, dtype=dtype)[owner])
+        return _numeric(np.asarray(values, dtype=dtype)[owner])
 
     def text(values: list[str]) -> pa.Array:
         # Dictionary-encoded: no string is repeated per row, and Parquet writes the
         # dictionary as it is (readers get plain strings back, `read_capture`).
         if values.count(values[0]) == len(values):  # one model, one route: one entry
             return pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(len(owner), np.int32)), pa.array(values[:1], pa.string())
+                _numeric(np.zeros(len(owner), np.int32)), _strings(values[:1])
             )
-        return pa.DictionaryArray.from_arrays(owners, pa.array(values, pa.string()))
+        return pa.DictionaryArray.from_arrays(owners, _strings(values))
 
     return {
         "request_id": text(pending.request_ids),
-        "row": pa.array(rows, pa.int32()),
+        "row": _numeric(rows),
         "timestamp": each(pending.timestamps, np.int64),
         "model": text(pending.models),
         "version": each(pending.versions, np.int64),
@@ -425,7 +425,6 @@ def _meta_columns(pending: _Pending) -> dict[str, pa.Array]:
 
 def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
     import pandas as pd
-    import pyarrow as pa
 
     columns = _meta_columns(pending)
     block = _uniform_block(pending.inputs, pending.columns, scratch)
@@ -441,14 +440,14 @@ def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
             column = inputs[name]
             if isinstance(column.dtype, pd.CategoricalDtype):
                 column = column.astype(column.cat.categories.dtype)
-            columns[f"in.{name}"] = pa.array(np.asarray(column), from_pandas=True)
+            columns[f"in.{name}"] = _numeric(np.asarray(column), with_nan=True)
     predictions = pending.predictions
     if all(p is not None for p in predictions):  # not `in`: it would compare arrays
         values = _outputs(predictions, _flat)
-        columns["out.prediction"] = pa.array(values, from_pandas=True)
+        columns["out.prediction"] = _numeric(values, with_nan=True)
     probas = pending.probas
     if all(p is not None for p in probas):
-        columns["out.probability"] = pa.array(_outputs(probas, _probability))
+        columns["out.probability"] = _numeric(_outputs(probas, _probability), with_nan=True)
     return _required_table(columns)
 
 
@@ -467,9 +466,48 @@ def _with_nan(values: np.ndarray) -> np.ndarray:
 
 def _arrow(column: np.ndarray, with_nan: bool) -> pa.Array:
     """A numeric column as Arrow, NaN as null; without NaN, the data is not scanned."""
+    return _numeric(column, with_nan=with_nan)
+
+
+def _numeric(values: np.ndarray, *, with_nan: bool = False) -> pa.Array:
+    """A 1-D numeric array as Arrow over its own buffer, NaN as null if ``with_nan``.
+
+    Not `pyarrow.array`: its conversion lets go of the GIL and takes it back many
+    times per call, and while the request path holds the GIL each retake forces the
+    event loop's thread to switch. Here numpy builds the buffers and Arrow wraps
+    them, without letting go. Other kinds (text labels, booleans) go to Arrow.
+    """
     import pyarrow as pa
 
-    return pa.array(column, from_pandas=True) if with_nan else pa.array(column)
+    array = np.ascontiguousarray(values)
+    if not array.dtype.isnative:  # big-endian data: Arrow holds native numbers only
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.ndim != 1 or array.dtype.kind not in "iuf":
+        return pa.array(array, from_pandas=True)
+    validity, nulls = None, 0
+    if with_nan and array.dtype.kind == "f":
+        missing = np.isnan(array)
+        nulls = int(np.count_nonzero(missing))
+        if nulls:
+            validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
+    kind = pa.from_numpy_dtype(array.dtype)
+    return pa.Array.from_buffers(kind, len(array), [validity, pa.py_buffer(array)], nulls)
+
+
+def _strings(values: list[str]) -> pa.Array:
+    """Python strings as an Arrow string array, built the way `_numeric` builds numbers."""
+    import pyarrow as pa
+
+    try:
+        encoded = [value.encode() for value in values]
+    except UnicodeEncodeError:  # a lone surrogate: Arrow's conversion says what it makes of it
+        return pa.array(values, pa.string())
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+    if offsets[-1] >= 2**31:  # more text than a 32-bit offset reaches: let Arrow split it
+        return pa.array(values, pa.string())
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets.astype(np.int32)), data)
 
 
 def _required_table(columns: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Table:
