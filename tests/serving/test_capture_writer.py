@@ -265,7 +265,7 @@ def test_arrays_are_wrapped_for_arrow_as_pyarrow_would_convert_them():
     assert _numeric(np.array([True, False])).to_pylist() == [True, False]
 
 
-def test_a_lone_surrogate_in_text_is_left_to_arrow_to_refuse(store):
+def test_a_lone_surrogate_in_text_is_left_to_arrow_to_refuse():
     from conveyor.serving.capture import _strings
 
     with pytest.raises(Exception, match="surrogate"):
