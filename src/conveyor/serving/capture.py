@@ -432,7 +432,7 @@ def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
         names, values = block
         with_nan = _with_nan(values)
         for j, name in enumerate(names):  # columns of the Fortran-ordered block: contiguous
-            columns[f"in.{name}"] = _arrow(values[:, j], bool(with_nan[j]))
+            columns[f"in.{name}"] = _numeric(values[:, j], with_nan=bool(with_nan[j]))
     else:
         frames = [_frame(i, c) for i, c in zip(pending.inputs, pending.columns, strict=True)]
         inputs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -462,11 +462,6 @@ def _with_nan(values: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         result: np.ndarray = np.isnan(np.add.reduce(values, axis=0))
     return result
-
-
-def _arrow(column: np.ndarray, with_nan: bool) -> pa.Array:
-    """A numeric column as Arrow, NaN as null; without NaN, the data is not scanned."""
-    return _numeric(column, with_nan=with_nan)
 
 
 def _numeric(values: np.ndarray, *, with_nan: bool = False) -> pa.Array:
