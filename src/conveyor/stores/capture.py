@@ -105,10 +105,12 @@ def _put_table(store: ByteStore, key: str, table: pa.Table) -> None:
     # while it answers requests; readers pick files by the time window in their names.
     stats = [name for name in ("timestamp",) if name in table.column_names]
     table = _required_where_full(table)
-    store.put_stream(
+    # Parquet opens the file at the path itself: no Python call (and no retaking of the
+    # GIL from a server's request thread) for each page it writes.
+    store.put_path(
         key,
-        lambda sink: pq.write_table(
-            table, sink, compression="lz4", use_dictionary=text, write_statistics=stats or False
+        lambda path: pq.write_table(
+            table, path, compression="lz4", use_dictionary=text, write_statistics=stats or False
         ),
     )
 

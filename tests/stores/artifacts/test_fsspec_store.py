@@ -67,6 +67,28 @@ def test_a_streamed_put_stores_what_was_written_or_nothing(tmp_path: Path, where
         assert list((tmp_path / ".tmp").iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_put_at_a_path_stores_the_file_written_there_or_nothing(
+    tmp_path: Path, where: str
+) -> None:
+    store = FsspecByteStore(str(tmp_path / "store") if where == "local" else memory_uri())
+    store.put_path("k", lambda path: Path(path).write_bytes(b"whole"))
+    assert store.get_bytes("k") == b"whole"
+
+    def broken(path: str) -> None:
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("the writer failed")
+
+    with pytest.raises(RuntimeError):
+        store.put_path("k", broken)
+    with pytest.raises(StoreError, match="'k2'"):
+        store.put_path("k2", lambda path: None)  # wrote no file: nothing to store
+    assert store.get_bytes("k") == b"whole"  # the old object, whole
+    assert not store.exists("k2")
+    if where == "local":
+        assert list((tmp_path / "store" / ".tmp").iterdir()) == []
+
+
 def test_temporaries_are_not_listed_even_when_left_by_a_killed_writer(tmp_path: Path) -> None:
     store = FsspecByteStore(str(tmp_path))
     (tmp_path / ".tmp").mkdir()

@@ -8,10 +8,14 @@ atomic: a reader sees the whole object or nothing.
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+from conveyor.errors import StoreError
 
 __all__ = ["ByteStore"]
 
@@ -34,6 +38,20 @@ class ByteStore(ABC):
         sink = io.BytesIO()
         write(sink)
         self.put_bytes(key, sink.getvalue())
+
+    def put_path(self, key: str, write: Callable[[str], object]) -> None:
+        """Store under ``key``, atomically, the local file ``write`` writes at the path it gets.
+
+        For writers that open the file natively (Arrow, Parquet): they write without
+        a Python call per chunk. This default writes a temporary file, then `put_file`;
+        a backend with a local file system lets ``write`` fill its own temporary.
+        """
+        with tempfile.TemporaryDirectory(prefix="conveyor-put-") as folder:
+            path = os.path.join(folder, "object")
+            write(path)
+            if not os.path.isfile(path):
+                raise StoreError(f"writing {key!r} to {self.uri} failed: the writer made no file")
+            self.put_file(key, Path(path))
 
     @abstractmethod
     def put_file(self, key: str, local_path: Path) -> None:

@@ -164,6 +164,21 @@ class FsspecByteStore(ByteStore):
         with _writing(key, self.uri):
             self._replace_locally(target, write)
 
+    def put_path(self, key: str, write: Callable[[str], object]) -> None:
+        """Store what ``write`` writes at the path it gets; locally, that is the temporary."""
+        if not self._local:
+            super().put_path(key, write)
+            return
+        target = self._path(key)
+
+        def fill(temporary: str) -> None:
+            write(temporary)
+            if not os.path.isfile(temporary):
+                raise StoreError(f"writing {key!r} to {self.uri} failed: the writer made no file")
+
+        with _writing(key, self.uri):
+            self._replace_at(target, fill)
+
     def put_file(self, key: str, local_path: Path) -> None:
         """Store a local file under ``key``, streaming it, atomically."""
         target = self._path(key)
@@ -179,14 +194,24 @@ class FsspecByteStore(ByteStore):
                 self._fs.put_file(str(local_path), target)
 
     def _replace_locally(self, target: str, fill: Callable[[BinaryIO], object]) -> None:
+        def at(temporary: str) -> None:
+            with open(temporary, "wb") as handle:
+                fill(handle)
+
+        self._replace_at(target, at)
+
+    def _replace_at(self, target: str, fill: Callable[[str], object]) -> None:
+        """``fill`` writes a file at a temporary path, which is synced, then renamed."""
         # The temporary lives under the root, so the rename never crosses file systems.
         temporary = os.path.join(self._root, _TMP_DIR, uuid.uuid4().hex)
         os.makedirs(os.path.dirname(temporary), exist_ok=True)
         try:
-            with open(temporary, "wb") as handle:
-                fill(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
+            fill(temporary)
+            descriptor = os.open(temporary, os.O_RDWR)  # the writer's own is closed by now
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.replace(temporary, target)
         except BaseException:
