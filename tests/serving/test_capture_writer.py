@@ -270,3 +270,37 @@ def test_a_lone_surrogate_in_text_is_left_to_arrow_to_refuse():
 
     with pytest.raises(Exception, match="surrogate"):
         _strings(["a\udc80"])
+
+
+def test_large_requests_are_stacked_row_by_row_as_numpy_would_stack_them():
+    from conveyor.serving.capture import _Scratch, _stack
+
+    rng = np.random.default_rng(1)
+    scratch = _Scratch()
+    big = [rng.normal(size=(n, 20)) for n in (100, 3, 40)]  # 2,000 values: the gather path
+    for parts in (big, [p.astype(np.int32) for p in big], [rng.normal(size=(2, 3))] * 4):
+        stacked = _stack(parts, scratch)
+        assert stacked.flags.f_contiguous
+        np.testing.assert_array_equal(stacked, np.concatenate(parts))
+    strided = [rng.normal(size=(100, 40))[:, ::2], rng.normal(size=(30, 20))]  # not contiguous
+    np.testing.assert_array_equal(_stack(strided, scratch), np.concatenate(strided))
+    again = _stack(big[:1], scratch)  # a smaller flush over the same buffers
+    np.testing.assert_array_equal(again, big[0])
+
+
+def test_hundred_row_requests_reach_the_log_row_for_row(store):
+    writer = CaptureWriter(store)
+    rng = np.random.default_rng(2)
+    sent = [rng.normal(size=(100, 3)) for _ in range(4)]
+    for i, values in enumerate(sent):
+        writer.add(
+            CaptureEntry(
+                "cancer", 1, "primary", f"r{i}", 10 + i, 1.0, 200,
+                values, ("a", "b", "c"), np.zeros(100, dtype=np.int64), None,
+            )
+        )  # fmt: skip
+    writer.close()
+    table = read_capture(store, "cancer")
+    got = np.column_stack([table.column(f"in.{c}").to_numpy() for c in "abc"])
+    np.testing.assert_array_equal(got, np.concatenate(sent))
+    assert table.column("row").to_pylist() == list(range(100)) * 4
