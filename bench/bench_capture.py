@@ -2,6 +2,7 @@
 
     python bench/bench_capture.py [--duration 5] [--concurrency 1,32] [--rows 1,100]
                                   [--sample 1.0] [--window 1] [--reps 5] [--control]
+    python bench/bench_capture.py --flush [--rows 1,100]
 
 A GradientBoostingClassifier (100 trees, 20 float features, as in bench_serving.py)
 is registered in a temporary project; the same ``conveyor serve`` command runs
@@ -20,6 +21,13 @@ capture on costs at most 10% of throughput, i.e. the ratio ``capture / no captur
 is at least 0.90. The script also checks that the captured rows reached the capture
 log. ``--control`` runs both servers without capture: the spread of that ratio is
 what this machine's noise alone does to the figure.
+
+``--flush`` times the capture writer alone, in this process: one flush of
+50,000 rows (requests of 1 or 100 rows, 20 float inputs) by itself and beside a
+thread running Python, as the server's request thread does. Where the writer
+lets go of the GIL it must wait for that thread to yield before it goes on, so
+the flush's wall time beside the busy thread counts those waits, and each wait
+is a forced switch for the request thread.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CONVEYOR = Path(sys.executable).with_name("conveyor")
@@ -142,6 +151,59 @@ def _metric(url: str, name: str) -> float:
     return 0.0
 
 
+def _spin(stop: Any) -> None:
+    while not stop.is_set():
+        pass
+
+
+def _flush_beside_busy_thread(rows: int, reps: int = 5) -> None:
+    import threading
+    import uuid
+
+    import numpy as np
+
+    from conveyor.serving.capture import CaptureEntry, CaptureWriter
+    from conveyor.stores.backends import open_artifact_store
+
+    requests = 50_000 // rows
+    rng = np.random.default_rng(0)
+    names = tuple(f"f{i}" for i in range(20))
+    inputs = [rng.normal(size=(rows, 20)).round(3) for _ in range(requests)]
+    ids = [uuid.uuid4().hex for _ in range(requests)]
+    labels = rng.integers(0, 2, rows)
+    proba = rng.random((rows, 2))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_artifact_store(tmp).byte_store
+        writer = CaptureWriter(store, max_rows=100_000, flush_rows=100_000)
+        figures: dict[bool, tuple[list[float], list[float]]] = {False: ([], []), True: ([], [])}
+        for rep in range(reps * 2):
+            busy = rep % 2 == 1
+            for i in range(requests):
+                writer.add(
+                    CaptureEntry(
+                        "bench", 1, "primary", ids[i], 1_700_000_000_000 + i, 1.0, 200,
+                        inputs[i], names, labels, proba,
+                    )
+                )  # fmt: skip
+            stop = threading.Event()
+            spinner = threading.Thread(target=_spin, args=(stop,)) if busy else None
+            if spinner is not None:
+                spinner.start()
+            wall, cpu = time.perf_counter(), time.thread_time()
+            writer.flush()
+            figures[busy][0].append((time.perf_counter() - wall) * 1e3)
+            figures[busy][1].append((time.thread_time() - cpu) * 1e3)
+            stop.set()
+            if spinner is not None:
+                spinner.join()
+    alone, beside = figures[False], figures[True]
+    print(
+        f"{rows:>5} {requests:>9} {statistics.median(alone[1]):>16.1f} "
+        f"{statistics.median(alone[0]):>15.1f} {statistics.median(beside[0]):>22.1f} "
+        f"{statistics.median(beside[1]):>21.1f}"
+    )
+
+
 def main() -> None:
     """Run both servers over every cell and print throughput and the ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -156,7 +218,20 @@ def main() -> None:
         action="store_true",
         help="both servers without capture: the ratio's noise floor on this machine",
     )
+    parser.add_argument(
+        "--flush",
+        action="store_true",
+        help="time one 50,000-row flush alone and beside a busy Python thread (no servers)",
+    )
     args = parser.parse_args()
+    if args.flush:
+        print(
+            f"{'rows':>5} {'requests':>9} {'flush CPU ms':>16} {'wall ms alone':>15} "
+            f"{'wall ms, busy thread':>22} {'CPU ms, busy thread':>21}"
+        )
+        for rows in args.rows.split(","):
+            _flush_beside_busy_thread(int(rows), max(args.reps, 3))
+        return
     cells = [(int(r), int(c)) for r in args.rows.split(",") for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
