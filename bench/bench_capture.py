@@ -1,12 +1,13 @@
 """Capture's cost: ``conveyor serve`` with and without ``--capture`` under wrk, and the ratio.
 
     python bench/bench_capture.py [--duration 5] [--concurrency 1,32] [--rows 1,100]
-                                  [--sample 1.0] [--window 1] [--reps 5] [--control]
+                                  [--sample 1.0] [--window 60] [--reps 5] [--control]
     python bench/bench_capture.py --flush [--rows 1,100]
 
 A GradientBoostingClassifier (100 trees, 20 float features, as in bench_serving.py)
 is registered in a temporary project; the same ``conveyor serve`` command runs
-as two pairs, each with ``--no-capture`` and with ``--capture --capture-window W``,
+as two pairs, each with ``--no-capture`` and with ``--capture`` (``--window`` sets
+``--capture-window``; by default the server's own 60 s, as a user runs it),
 started off, on, on, off (a later server ran a few percent faster here: each pair
 leans the other way); each cell loads one pair per round, alternating, back to
 back (off then on, or on then off),
@@ -211,7 +212,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--rows", default="1,100")
     parser.add_argument("--sample", type=float, default=1.0)
-    parser.add_argument("--window", type=float, default=1.0)
+    parser.add_argument("--window", type=float, default=None)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument(
         "--control",
@@ -247,8 +248,7 @@ def main() -> None:
                 "--capture",
                 "--capture-sample",
                 str(args.sample),
-                "--capture-window",
-                str(args.window),
+                *(["--capture-window", str(args.window)] if args.window else []),
             ]
         )
         first_off = _serve(project, ["--no-capture"])

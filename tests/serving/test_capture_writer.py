@@ -68,6 +68,29 @@ def test_rows_are_written_when_the_buffer_reaches_flush_rows(store):
     assert table.column("status").to_pylist() == [200] * 4
 
 
+def test_many_one_row_requests_are_written_before_flush_rows_and_the_window(store):
+    from conveyor.serving.capture import _FLUSH_ENTRIES
+
+    writer = CaptureWriter(store, window_s=600, flush_rows=10 * _FLUSH_ENTRIES)
+    writer.start()
+    try:
+        x = np.array([[1.0, 2.0]])
+        for i in range(_FLUSH_ENTRIES):
+            writer.add(
+                CaptureEntry(
+                    "cancer", 1, "primary", f"r{i}", 10 + i, 1.0, 200, x, ("a", "b"),
+                    np.array([1]), None,
+                )
+            )  # fmt: skip
+        # The writer is woken by the entry count (the rows are a tenth of flush_rows)
+        # and must write then: left alone, every later request would wake it again.
+        table = _wait_for_rows(store, _FLUSH_ENTRIES, timeout=20)
+    finally:
+        writer.close()
+    assert table.num_rows == _FLUSH_ENTRIES
+    assert writer.written_files == 1
+
+
 def test_rows_are_written_when_the_window_ends(store):
     writer = CaptureWriter(store, window_s=0.2, flush_rows=1000, max_rows=1000)
     writer.start()

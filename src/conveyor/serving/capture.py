@@ -247,11 +247,18 @@ class CaptureWriter:
             self._pending.append(entry, n)
             self._rows += n
             self.captured_rows += n
-            # Many one-row requests are written sooner: the per-request lists grow.
-            full = self._rows >= self.flush_rows or len(self._pending) >= _FLUSH_ENTRIES
+            full = self._full()
         if full:
             self._wake.set()
         return True
+
+    def _full(self) -> bool:
+        """Whether the buffer is due to be written before its window ends.
+
+        Many one-row requests are written sooner than ``flush_rows``: the
+        per-request lists grow with each one.
+        """
+        return self._rows >= self.flush_rows or len(self._pending) >= _FLUSH_ENTRIES
 
     @property
     def buffered_rows(self) -> int:
@@ -282,7 +289,9 @@ class CaptureWriter:
             self._wake.wait(max(0.0, next_flush - time.monotonic()))
             self._wake.clear()
             closing = self._closing
-            if closing or self._rows >= self.flush_rows or time.monotonic() >= next_flush:
+            # The same test as `add`'s: a writer woken for a buffer it then left alone
+            # would be woken again by every request, each wake a switch of the GIL.
+            if closing or self._full() or time.monotonic() >= next_flush:
                 self.flush()
                 next_flush = time.monotonic() + self.window_s
             if closing:
