@@ -581,10 +581,11 @@ def _stack(parts: list[np.ndarray], scratch: _Scratch | None = None) -> np.ndarr
     """``parts`` stacked into one Fortran-ordered array: each column one contiguous run.
 
     numpy lets go of the GIL for every part of 500 values or more it copies, and
-    taking it back from a busy request thread waits for that thread to yield: a
-    flush of 500 requests of 100 rows took 2.5 s beside a thread running Python. So
-    such parts are gathered row by row with `memoryview` copies, which keep the
-    GIL, and turned into columns by one numpy copy (one wait).
+    taking it back from a busy request thread waits for that thread to yield: the
+    table of 500 requests of 100 rows took 2.5 s to build beside a thread running
+    Python (0.13 s this way). So such parts are gathered row by row with
+    `memoryview` copies, which keep the GIL, and turned into columns by one numpy
+    copy (one wait).
     """
     scratch = scratch or _Scratch()
     rows, width, dtype = sum(len(p) for p in parts), parts[0].shape[1], parts[0].dtype
