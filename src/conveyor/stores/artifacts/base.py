@@ -49,9 +49,13 @@ class ByteStore(ABC):
         with tempfile.TemporaryDirectory(prefix="conveyor-put-") as folder:
             path = os.path.join(folder, "object")
             write(path)
-            if not os.path.isfile(path):
-                raise StoreError(f"writing {key!r} to {self.uri} failed: the writer made no file")
+            self._check_written(key, path)
             self.put_file(key, Path(path))
+
+    def _check_written(self, key: str, path: str) -> None:
+        """`StoreError` if a `put_path` writer left no file at ``path``."""
+        if not os.path.isfile(path):
+            raise StoreError(f"writing {key!r} to {self.uri} failed: the writer made no file")
 
     @abstractmethod
     def put_file(self, key: str, local_path: Path) -> None:

@@ -173,8 +173,7 @@ class FsspecByteStore(ByteStore):
 
         def fill(temporary: str) -> None:
             write(temporary)
-            if not os.path.isfile(temporary):
-                raise StoreError(f"writing {key!r} to {self.uri} failed: the writer made no file")
+            self._check_written(key, temporary)
 
         with _writing(key, self.uri):
             self._replace_at(target, fill)
