@@ -169,6 +169,33 @@ def test_array_inputs_and_refused_requests(store):
     assert rows["bad"]["in.p"] is None
 
 
+def test_record_buffers_plain_tuples_the_collector_lets_go(store):
+    import gc
+
+    writer = CaptureWriter(store)
+    x = np.array([[1.0, 2.0]])
+    assert writer.record("cancer", 1, "primary", "r1", 5, 1.0, 200, x, ("p", "q"), np.array([1]))
+    assert writer.record("cancer", 1, "primary", "r2", 6, 0.5, 422)  # refused: no rows
+    assert writer.buffered_rows == 2
+    gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in writer._entries)
+    writer.close()
+    rows = {r["request_id"]: r for r in read_capture(store, "cancer").to_pylist()}
+    assert (rows["r1"]["in.p"], rows["r1"]["in.q"], rows["r1"]["out.prediction"]) == (1.0, 2.0, 1)
+    assert (rows["r2"]["status"], rows["r2"]["in.p"]) == (422, None)
+    assert writer.captured_rows == writer.written_rows == 2
+
+
+def test_arrays_of_different_widths_are_written_each_with_its_own_columns(store):
+    writer = CaptureWriter(store)
+    for rid, row in (("two", [[1.0, 2.0]]), ("three", [[3.0, 4.0, 5.0]])):
+        writer.record("cancer", 1, "primary", rid, 5, 1.0, 200, np.array(row), (), np.array([0]))
+    writer.close()
+    rows = {r["request_id"]: r for r in read_capture(store, "cancer").to_pylist()}
+    assert [rows["two"][f"in.{i}"] for i in range(3)] == [1.0, 2.0, None]
+    assert [rows["three"][f"in.{i}"] for i in range(3)] == [3.0, 4.0, 5.0]
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [

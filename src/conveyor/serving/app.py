@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from conveyor.errors import NotFoundError, ValidationError
 from conveyor.serving import protocols
-from conveyor.serving.capture import CaptureEntry, CaptureWriter
+from conveyor.serving.capture import CaptureWriter
 from conveyor.serving.errors import HTTPProblem
 from conveyor.serving.metrics import Metrics
 from conveyor.serving.model import Prediction, ServedModel
@@ -199,20 +199,18 @@ class _Server:
         if router is not None and router.routes.active:
             router.observe(call.route, version, status, seconds)
         if call.capture and self.capture is not None:
-            self.capture.add(
-                CaptureEntry(
-                    served.name,
-                    version,
-                    call.route,
-                    call.rid,
-                    call.arrived_ms,
-                    seconds * 1000,
-                    status,
-                    call.inputs if result is not None else None,
-                    _columns(served, call.inputs),
-                    None if result is None else result.predict,
-                    None if result is None else result.proba,
-                )
+            self.capture.record(
+                served.name,
+                version,
+                call.route,
+                call.rid,
+                call.arrived_ms,
+                seconds * 1000,
+                status,
+                call.inputs if result is not None else None,
+                _columns(served, call.inputs),
+                None if result is None else result.predict,
+                None if result is None else result.proba,
             )
 
     async def _predict(
@@ -276,20 +274,18 @@ class _Server:
         seconds = time.perf_counter() - started
         router.observe("shadow", version, status, seconds)
         if capture and self.capture is not None:
-            self.capture.add(
-                CaptureEntry(
-                    shadow.name,
-                    version,
-                    "shadow",
-                    rid,
-                    arrived_ms,
-                    seconds * 1000,
-                    status,
-                    rows if result is not None else None,
-                    _columns(shadow, rows),
-                    None if result is None else result.predict,
-                    None if result is None else result.proba,
-                )
+            self.capture.record(
+                shadow.name,
+                version,
+                "shadow",
+                rid,
+                arrived_ms,
+                seconds * 1000,
+                status,
+                rows if result is not None else None,
+                _columns(shadow, rows),
+                None if result is None else result.predict,
+                None if result is None else result.proba,
             )
 
     async def _json_body(self, request: Request, served: ServedModel) -> Any:
