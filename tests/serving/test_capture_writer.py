@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -184,6 +187,26 @@ def test_record_buffers_plain_tuples_the_collector_lets_go(store):
     assert (rows["r1"]["in.p"], rows["r1"]["in.q"], rows["r1"]["out.prediction"]) == (1.0, 2.0, 1)
     assert (rows["r2"]["status"], rows["r2"]["in.p"]) == (422, None)
     assert writer.captured_rows == writer.written_rows == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread names in /proc")
+def test_the_writer_thread_has_its_name_in_the_kernel(store):
+    writer = CaptureWriter(store)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 5
+        names: list[str] = []
+        while time.monotonic() < deadline and "conveyor-captur" not in names:
+            names = []
+            for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+                try:
+                    names.append((task / "comm").read_text().strip())
+                except OSError:  # a thread that ended meanwhile
+                    continue
+            time.sleep(0.01)
+    finally:
+        writer.close()
+    assert "conveyor-captur" in names  # the kernel keeps 15 bytes
 
 
 def test_arrays_of_different_widths_are_written_each_with_its_own_columns(store):

@@ -72,6 +72,7 @@ _FLUSH_ENTRIES = 10_000
 
 # A buffered request: CaptureEntry's fields, then the rows it writes (1 when refused).
 _Buffered: TypeAlias = tuple[Any, ...]
+_FIELDS = len(CaptureEntry._fields) + 1
 
 
 class _Pending:
@@ -105,7 +106,7 @@ class _Pending:
         self.entries = entries
         # One pass per field; not ``zip(*entries)``, which makes an iterator per entry:
         # a flush's worth of them triggered full collections of the whole heap.
-        fields = [list(map(itemgetter(k), entries)) for k in range(12)]
+        fields = [list(map(itemgetter(k), entries)) for k in range(_FIELDS)]
         (
             self.models,
             self.versions,
@@ -256,13 +257,13 @@ class CaptureWriter:
                 self._refused += 1
             self._rows += rows
             self.captured_rows += rows
-            full = self._rows >= self.flush_rows or len(entries) >= _FLUSH_ENTRIES
+            full = self._full()
         if full:
             self._wake.set()
         return True
 
     def _full(self) -> bool:
-        """Whether the buffer is due to be written before its window ends (`record`'s test).
+        """Whether the buffer is due to be written before its window ends.
 
         Many one-row requests are written sooner than ``flush_rows``: the buffer
         grows with each request.
