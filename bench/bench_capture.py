@@ -17,7 +17,9 @@ machine's load) and its median over rounds is the figure; the throughput
 columns show each side's best round. Beside it, the server's CPU time per request
 (all its threads, read from ``/proc/PID/task/*/schedstat``) and its ratio per round,
 ``off / on``: steadier than throughput on a shared machine, and it counts the
-capture writer's whole cost even when it runs on another core. The target (issue 5):
+capture writer's whole cost even when it runs on another core; a second table splits
+it by thread (the event loop's, the capture writer's, the rest), summed over all
+rounds. The target (issue 5):
 capture on costs at most 10% of throughput, i.e. the ratio ``capture / no capture``
 is at least 0.90. The script also checks that the captured rows reached the capture
 log. ``--control`` runs both servers without capture: the spread of that ratio is
