@@ -108,7 +108,7 @@ def _cpu_ns(pid: int) -> dict[str, int]:
     """CPU time so far of ``pid``'s threads, in nanoseconds (``schedstat``), by kind.
 
     ``loop`` is the main thread (the event loop: parsing, predicting, capture's
-    ``add``), ``capture`` the capture writer, ``other`` the rest (thread pools).
+    ``record``), ``capture`` the capture writer, ``other`` the rest (thread pools).
     """
     total = {"loop": 0, "capture": 0, "other": 0}
     for task in Path(f"/proc/{pid}/task").iterdir():
