@@ -164,3 +164,39 @@ def test_a_model_that_needs_column_names_gets_a_frame(registry, numeric):
     lean = rows_array(X.head(3).values.tolist(), registry.load_model("named/1").signature)
     assert lean is not None
     assert np.allclose(predictor.predict([lean.array], False)[0], model.predict(X.head(3)))
+
+
+def test_a_batch_comes_back_with_its_rows_only_when_they_were_taken_as_they_came(registry, numeric):
+    X, y = numeric
+    model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, y)
+    registry.register_model("rows", model, X.head(10))
+    predictor = Predictor(registry.load_model("rows/1"))
+    parts = [X.iloc[:2].to_numpy(), X.iloc[2:5].to_numpy()]
+    rows, pred, proba = predictor.predict_batch(parts, True)
+    assert rows is not None
+    np.testing.assert_array_equal(rows, np.concatenate(parts))
+    assert pred.tolist() == model.predict(X.head(5)).tolist()
+    assert proba is not None
+    assert proba.shape == (5, 2)
+    alone = predictor.predict_batch(parts[:1], False)
+    assert alone[0] is parts[0]
+    assert alone[2] is None
+    # Rows the model took only after a conversion (ints for float columns) are not
+    # the rows it was given: no stacked rows, the answers as ever.
+    ints = np.arange(8).reshape(2, 4)
+    rows, pred, _ = predictor.predict_batch([ints], False)
+    assert rows is None
+    as_floats = pd.DataFrame(ints.astype(float), columns=X.columns)
+    assert pred.tolist() == model.predict(as_floats).tolist()
+
+
+def test_a_model_that_needs_a_frame_gives_no_stacked_rows(registry, numeric):
+    X, y = numeric
+    by_name = ColumnTransformer([("s", StandardScaler(), ["b", "a"])])
+    model = make_pipeline(by_name, LinearRegression()).fit(X, y)
+    registry.register_model("framed", model, X.head(10))
+    predictor = Predictor(registry.load_model("framed/1"), onnx=False)
+    rows, pred, proba = predictor.predict_batch([X.head(3).to_numpy()], False)
+    assert rows is None
+    assert proba is None
+    assert np.allclose(pred, model.predict(X.head(3)))

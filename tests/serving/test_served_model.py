@@ -3,7 +3,12 @@
 import asyncio
 import time
 
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
 from conveyor.serving.errors import HTTPProblem
+from conveyor.serving.fastpath import rows_array
 from conveyor.serving.metrics import Metrics
 from conveyor.serving.model import ServedModel
 
@@ -119,3 +124,35 @@ def test_the_others_are_answered_when_the_leader_is_cancelled(registry, data, ma
         return leader.cancelled(), len(result.predict)
 
     assert asyncio.run(go()) == (True, 2)
+
+
+def test_answers_of_one_batch_point_to_its_rows_and_where_theirs_start(registry):
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    y = (X["a"] > X["b"]).astype(int)
+    registry.register_model("lean", LogisticRegression().fit(X, y), X.head(10))
+
+    spans = ((0, 1), (1, 3), (4, 2))
+
+    async def go():
+        served = ServedModel(registry, "lean/1", Metrics(dict))
+        await served.start()
+        signature = served.current.signature
+        parsed = [rows_array(X.iloc[i : i + n].values.tolist(), signature) for i, n in spans]
+        rows = [served.validate(p) for p in parsed]  # as a JSON body is parsed: arrays
+        results = await asyncio.gather(*(served.predict(r, proba=True) for r in rows))
+        await served.stop()
+        return rows, results
+
+    rows, results = asyncio.run(go())
+    batch = results[0].batch
+    assert batch is not None
+    assert all(r.batch is batch for r in results)  # arrived together: one batch
+    assert [r.start for r in results] == [0, 1, 4]
+    np.testing.assert_array_equal(batch.rows, np.concatenate(rows))
+    for r in results:
+        end = r.start + len(r.predict)
+        np.testing.assert_array_equal(batch.predict[r.start : end], r.predict)
+        assert batch.proba is not None
+        assert r.proba is not None
+        np.testing.assert_array_equal(batch.proba[r.start : end], r.proba)

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -359,16 +359,29 @@ class Predictor:
         Each part is checked input: an array in the signature's layout, or a DataFrame
         in its columns.
         """
+        _, pred, probs = self.predict_batch(parts, proba)
+        return pred, probs
+
+    def predict_batch(
+        self, parts: Sequence[Any], proba: bool
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+        """As `predict`, with the rows it predicted on: the parts stacked as they came.
+
+        The rows are None unless every part was an array the model took as it was
+        (no frame, no conversion): they are then exactly the parts, in order, and
+        the capture log can take a whole batch's rows at once.
+        """
         want = proba and self.has_proba
         if self.mode == "frame":
             frames = [self._as_frame(p) for p in parts]
             frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-            return self._run_frame(frame, want)
+            return (None, *self._run_frame(frame, want))
         arrays = [self._as_array(p) for p in parts]
         array = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        rows = array if all(map(is_, arrays, parts)) else None
         if self.mode == "onnx":
-            return self._run_onnx(array, want)
-        return self._run_array(array, want)
+            return (rows, *self._run_onnx(array, want))
+        return (rows, *self._run_array(array, want))
 
     def _as_frame(self, part: Any) -> Any:
         if isinstance(part, np.ndarray) and self.names:

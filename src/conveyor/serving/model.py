@@ -22,19 +22,38 @@ if TYPE_CHECKING:
     from conveyor.registry.registry import Registry
     from conveyor.serving.metrics import Metrics
 
-__all__ = ["Prediction", "ServedModel"]
+__all__ = ["Batch", "Prediction", "ServedModel"]
 
 log = logging.getLogger(__name__)
 
 
+class Batch:
+    """A batch predicted in one call: its rows, stacked, and its outputs (for capture).
+
+    Each request's answer points here and says where its rows start, so the capture
+    log can take a whole batch at once instead of every request's own arrays.
+    """
+
+    __slots__ = ("predict", "proba", "rows")
+
+    def __init__(self, rows: np.ndarray, predict: np.ndarray, proba: np.ndarray | None) -> None:
+        self.rows, self.predict, self.proba = rows, predict, proba
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """The answer to one request: predictions, probabilities, and the version that gave them."""
+    """The answer to one request: predictions, probabilities, and the version that gave them.
+
+    ``batch`` is the batch it was predicted in, when its rows were stacked as they
+    came (`Predictor.predict_batch`), and ``start`` its first row there.
+    """
 
     predict: np.ndarray
     proba: np.ndarray | None
     version: str
     number: int
+    batch: Batch | None = None
+    start: int = 0
 
 
 _Answer = Prediction | HTTPProblem
@@ -296,17 +315,18 @@ def _predict_now(
     """Each item's `Prediction` from one call, or None if the call failed."""
     want_proba = any(i.proba for i in items)
     try:
-        pred, proba = predictor.predict([i.rows for i in items], want_proba)
+        rows, pred, proba = predictor.predict_batch([i.rows for i in items], want_proba)
     except Exception:
         return None
     number = model.version.version
     label = f"{name}/{number}"
+    batch = None if rows is None else Batch(rows, pred, proba)
     answers: list[_Answer] = []
     start = 0
     for item in items:
         end = start + len(item.rows)
         part = None if proba is None or not item.proba else proba[start:end]
-        answers.append(Prediction(pred[start:end], part, label, number))
+        answers.append(Prediction(pred[start:end], part, label, number, batch, start))
         start = end
     return answers
 
