@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from conveyor.errors import ValidationError
-from conveyor.serving.capture import CaptureEntry, CaptureWriter
+from conveyor.serving.capture import _BATCH, _INPUTS, CaptureEntry, CaptureWriter
+from conveyor.serving.model import Batch
 from conveyor.stores.backends import open_artifact_store
 from conveyor.stores.capture import read_capture
 
@@ -377,3 +378,115 @@ def test_hundred_row_requests_reach_the_log_row_for_row(store):
     got = np.column_stack([table.column(f"in.{c}").to_numpy() for c in "abc"])
     np.testing.assert_array_equal(got, np.concatenate(sent))
     assert table.column("row").to_pylist() == list(range(100)) * 4
+
+
+def _batch(rows: int, width: int = 3, seed: int = 0) -> Batch:
+    rng = np.random.default_rng(seed)
+    proba = rng.random((rows, 2)).astype(np.float32)
+    return Batch(rng.normal(size=(rows, width)), np.arange(rows) % 2, proba)
+
+
+def _from_batch(
+    writer: CaptureWriter, rid: str, batch: Batch, start: int, rows: int, version: int = 1
+) -> None:
+    end = start + rows
+    writer.record(
+        "cancer", version, "primary", rid, 10, 1.0, 200,
+        batch.rows[start:end], ("a", "b", "c"), batch.predict[start:end],
+        None if batch.proba is None else batch.proba[start:end], batch, start,
+    )  # fmt: skip
+
+
+def _written(store) -> dict[str, list[dict]]:
+    by_id: dict[str, list[dict]] = {}
+    for row in read_capture(store, "cancer").to_pylist():
+        by_id.setdefault(row["request_id"], []).append(row)
+    return by_id
+
+
+def _check(by_id, rid: str, batch: Batch, start: int, rows: int) -> None:
+    got = by_id[rid]
+    assert [r["row"] for r in got] == list(range(rows))
+    values = [[r[f"in.{c}"] for c in "abc"] for r in got]
+    np.testing.assert_array_equal(values, batch.rows[start : start + rows])
+    assert [r["out.prediction"] for r in got] == batch.predict[start : start + rows].tolist()
+    assert batch.proba is not None
+    expected = batch.proba[start : start + rows, 1].astype(np.float64)
+    np.testing.assert_array_equal([r["out.probability"] for r in got], expected)
+
+
+def test_requests_of_a_batch_are_buffered_as_the_batch_and_written_row_for_row(store):
+    writer = CaptureWriter(store)
+    first, second = _batch(6, seed=1), _batch(2, seed=2)
+    spans = [("r0", first, 0, 2), ("r1", first, 2, 1), ("r2", first, 3, 3), ("r3", second, 0, 2)]
+    for rid, batch, start, rows in spans:
+        _from_batch(writer, rid, batch, start, rows)
+    # Each buffered request holds its batch, not arrays of its own.
+    assert [entry[_BATCH] for entry in writer._entries] == [first, first, first, second]
+    assert {entry[_INPUTS] is None for entry in writer._entries} == {True}
+    writer.close()
+    by_id = _written(store)
+    for rid, batch, start, rows in spans:
+        _check(by_id, rid, batch, start, rows)
+    assert read_capture(store, "cancer").num_rows == 8
+
+
+def test_requests_of_batches_out_of_order_or_missing_get_their_own_rows(store):
+    writer = CaptureWriter(store)
+    first, second = _batch(5, seed=3), _batch(4, seed=4)
+    # Answers recorded out of order, one request of the first batch never recorded
+    # (say, its client went away), and a batch split by a flush.
+    spans = [("r2", first, 3, 2), ("s0", second, 0, 1), ("r0", first, 0, 2), ("s1", second, 1, 3)]
+    for rid, batch, start, rows in spans[:3]:
+        _from_batch(writer, rid, batch, start, rows)
+    writer.flush()
+    _from_batch(writer, *spans[3])
+    writer.close()
+    by_id = _written(store)
+    for rid, batch, start, rows in spans:
+        _check(by_id, rid, batch, start, rows)
+    assert read_capture(store, "cancer").num_rows == 8
+
+
+def test_a_flush_with_requests_from_batches_and_with_their_own_rows(store):
+    writer = CaptureWriter(store)
+    batch = _batch(3, seed=5)
+    _from_batch(writer, "batched", batch, 0, 3)
+    own = _batch(2, seed=6)
+    writer.record(
+        "cancer", 1, "primary", "own", 11, 1.0, 200,
+        own.rows, ("a", "b", "c"), own.predict, own.proba,
+    )  # fmt: skip
+    writer.record("cancer", 1, "primary", "refused", 12, 1.0, 422)
+    writer.close()
+    by_id = _written(store)
+    _check(by_id, "batched", batch, 0, 3)
+    _check(by_id, "own", own, 0, 2)
+    assert by_id["refused"][0]["status"] == 422
+    assert by_id["refused"][0]["in.a"] is None
+
+
+def test_a_sampled_capture_keeps_each_request_s_own_rows_not_its_batch(store):
+    writer = CaptureWriter(store, sample=0.5, seed=1)
+    batch = _batch(64, seed=7)
+    _from_batch(writer, "one", batch, 10, 1)
+    # The batch's other 63 rows were not sampled: holding the batch would keep them.
+    assert writer._entries[0][_BATCH] is None
+    assert writer._entries[0][_INPUTS].shape == (1, 3)
+    writer.close()
+    _check(_written(store), "one", batch, 10, 1)
+
+
+def test_batches_of_different_widths_are_written_each_with_its_own_columns(store):
+    writer = CaptureWriter(store)
+    narrow, wide = _batch(2, width=3, seed=8), _batch(1, width=4, seed=9)
+    _from_batch(writer, "narrow", narrow, 0, 2)
+    writer.record(
+        "cancer", 1, "primary", "wide", 12, 1.0, 200,
+        wide.rows, ("a", "b", "c", "d"), wide.predict, wide.proba, wide, 0,
+    )  # fmt: skip
+    writer.close()
+    by_id = _written(store)
+    _check(by_id, "narrow", narrow, 0, 2)
+    assert by_id["narrow"][0]["in.d"] is None
+    assert by_id["wide"][0]["in.d"] == wide.rows[0, 3]

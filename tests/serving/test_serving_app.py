@@ -436,6 +436,62 @@ def test_capture_records_answers_and_flushes_on_shutdown(registry, data, make_mo
     assert labels[("req-1", 0)] == 1
 
 
+def test_concurrent_requests_batched_together_are_captured_each_with_its_own_rows(registry):
+    import asyncio
+
+    import aiohttp
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from conveyor.serving import create_app
+    from conveyor.serving.capture import CaptureWriter
+    from conveyor.stores.capture import read_capture
+
+    rng = np.random.default_rng(11)
+    X = pd.DataFrame(rng.normal(size=(400, 4)), columns=["a", "b", "c", "d"])
+    model = LogisticRegression().fit(X, (X["a"] + X["b"] > 0).astype(int))
+    registry.register_model("lean", model, X.head(10))
+    store = registry.artifacts.byte_store
+    app = create_app(registry, ["lean/1"], capture=CaptureWriter(store), batch_wait_ms=5.0)
+    url, stop = _run_until_stopped(app)
+    spans = [(i * 3, 1 + i % 3) for i in range(96)]
+
+    async def post_all() -> set[int]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as client:
+
+            async def post(start: int, rows: int) -> int:
+                body = {"dataframe_split": X.iloc[start : start + rows].to_dict(orient="split")}
+                headers = {"X-Request-ID": f"q{start}"}
+                async with client.post(f"{url}/invocations", json=body, headers=headers) as r:
+                    return r.status
+
+            return set(await asyncio.gather(*(post(*span) for span in spans)))
+
+    try:
+        assert asyncio.run(post_all()) == {200}
+        batches = requests.get(f"{url}/metrics").text
+    finally:
+        stop()
+    # Requests did share batches (fewer batches than requests) ...
+    count = next(
+        line for line in batches.splitlines() if line.startswith("conveyor_batch_size_count")
+    )
+    assert float(count.rsplit(" ", 1)[1]) < len(spans)
+    # ... and each is in the log with its own rows, predictions and probabilities.
+    by_id: dict[str, list[dict]] = {}
+    for row in read_capture(store, "lean").to_pylist():
+        by_id.setdefault(row["request_id"], []).append(row)
+    assert len(by_id) == len(spans)
+    for start, rows in spans:
+        got = sorted(by_id[f"q{start}"], key=lambda r: r["row"])
+        sent = X.iloc[start : start + rows]
+        assert [[r[f"in.{c}"] for c in "abcd"] for r in got] == sent.values.tolist()
+        assert [r["out.prediction"] for r in got] == model.predict(sent).tolist()
+        proba = model.predict_proba(sent)[:, 1]
+        assert np.allclose([r["out.probability"] for r in got], proba, atol=1e-6)
+
+
 def test_the_heap_loaded_at_start_is_frozen_until_the_app_stops(registry, data, make_model):
     import gc
 

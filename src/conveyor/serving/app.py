@@ -198,20 +198,23 @@ class _Server:
         router = call.router
         if router is not None and router.routes.active:
             router.observe(call.route, version, status, seconds)
-        if call.capture and self.capture is not None:
-            self.capture.record(
-                served.name,
-                version,
-                call.route,
-                call.rid,
-                call.arrived_ms,
-                seconds * 1000,
-                status,
-                call.inputs if result is not None else None,
-                _columns(served, call.inputs),
-                None if result is None else result.predict,
-                None if result is None else result.proba,
-            )
+        capture = self.capture
+        if not call.capture or capture is None:
+            return
+        fields = (served.name, version, call.route, call.rid, call.arrived_ms, seconds * 1000)
+        if result is None:  # refused: no rows
+            capture.record(*fields, status)
+            return
+        capture.record(
+            *fields,
+            status,
+            call.inputs,
+            _columns(served, call.inputs),
+            result.predict,
+            result.proba,
+            result.batch,
+            result.start,
+        )
 
     async def _predict(
         self,
@@ -273,20 +276,23 @@ class _Server:
             status = 503
         seconds = time.perf_counter() - started
         router.observe("shadow", version, status, seconds)
-        if capture and self.capture is not None:
-            self.capture.record(
-                shadow.name,
-                version,
-                "shadow",
-                rid,
-                arrived_ms,
-                seconds * 1000,
-                status,
-                rows if result is not None else None,
-                _columns(shadow, rows),
-                None if result is None else result.predict,
-                None if result is None else result.proba,
-            )
+        writer = self.capture
+        if not capture or writer is None:
+            return
+        fields = (shadow.name, version, "shadow", rid, arrived_ms, seconds * 1000)
+        if result is None:  # refused: no rows
+            writer.record(*fields, status)
+            return
+        writer.record(
+            *fields,
+            status,
+            rows,
+            _columns(shadow, rows),
+            result.predict,
+            result.proba,
+            result.batch,
+            result.start,
+        )
 
     async def _json_body(self, request: Request, served: ServedModel) -> Any:
         kind = request.headers.get("content-type", "application/json").split(";")[0].strip()

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from operator import attrgetter, is_, itemgetter
+from operator import attrgetter, is_, is_not, itemgetter
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from conveyor.serving.model import Batch
     from conveyor.stores.artifacts.base import ByteStore
 
 __all__ = ["CaptureEntry", "CaptureWriter"]
@@ -45,6 +46,11 @@ class CaptureEntry(NamedTuple):
     ``inputs`` holds the validated rows: a DataFrame, or an array whose columns are
     named by ``columns``. It is None for a request refused before it had validated rows;
     that request is written as one row without inputs or outputs.
+
+    ``batch`` is the `conveyor.serving.model.Batch` the request was predicted in, if
+    any, and ``start`` its first row there: the writer then takes the rows and
+    outputs of the whole batch at once (``inputs``, ``prediction`` and ``proba``
+    still give ``rows`` and serve a sampled capture).
 
     The server's request path calls `CaptureWriter.record` with these fields and
     builds no entry; `CaptureWriter.add` takes one.
@@ -61,6 +67,8 @@ class CaptureEntry(NamedTuple):
     columns: tuple[str, ...] = ()
     prediction: np.ndarray | None = None
     proba: np.ndarray | None = None
+    batch: Batch | None = None
+    start: int = 0
 
     @property
     def rows(self) -> int:
@@ -73,6 +81,7 @@ _FLUSH_ENTRIES = 10_000
 # A buffered request: CaptureEntry's fields, then the rows it writes (1 when refused).
 _Buffered: TypeAlias = tuple[Any, ...]
 _FIELDS = len(CaptureEntry._fields) + 1
+_INPUTS, _BATCH, _ROWS = CaptureEntry._fields.index("inputs"), _FIELDS - 3, _FIELDS - 1
 
 
 class _Pending:
@@ -87,6 +96,7 @@ class _Pending:
 
     __slots__ = (
         "answered",
+        "batches",
         "columns",
         "entries",
         "inputs",
@@ -97,6 +107,7 @@ class _Pending:
         "request_ids",
         "routes",
         "sizes",
+        "starts",
         "statuses",
         "timestamps",
         "versions",
@@ -119,10 +130,12 @@ class _Pending:
             self.columns,
             self.predictions,
             self.probas,
+            self.batches,
+            self.starts,
             self.sizes,
         ) = fields
         if refused is None:
-            refused = sum(1 for rows in self.inputs if not _has_rows(rows))
+            refused = len(entries) - sum(map(_answered, entries))
         self.answered = len(entries) - refused  # requests with rows
 
     def __len__(self) -> int:
@@ -224,14 +237,24 @@ class CaptureWriter:
         columns: tuple[str, ...] = (),
         prediction: np.ndarray | None = None,
         proba: np.ndarray | None = None,
+        batch: Batch | None = None,
+        start: int = 0,
     ) -> bool:
         """Queue one request for writing; False (and counted) when the buffer is full.
 
         The fields are `CaptureEntry`'s. This is the request path's whole share of
-        capture: one tuple appended to a list under a lock.
+        capture: one tuple appended to a list under a lock. A request predicted in
+        a batch keeps a reference to the batch instead of its own arrays, which are
+        then freed with the request, where they were made (ADR 17). A sampled capture
+        keeps the request's own: a batch would hold the rows of requests not sampled.
         """
         size = 0 if inputs is None else len(inputs)
         rows = size or 1
+        if batch is not None:
+            if size and self.sample >= 1.0:
+                inputs = prediction = proba = None
+            else:
+                batch = None
         with self._lock:
             if self._rows + rows > self.max_rows or self._closing:
                 self.dropped_rows += rows
@@ -250,6 +273,8 @@ class CaptureWriter:
                     columns,
                     prediction,
                     proba,
+                    batch,
+                    start,
                     rows,
                 )
             )
@@ -407,7 +432,7 @@ def _table(pending: _Pending, scratch: _Scratch | None = None) -> pa.Table:
 
     if pending.answered == len(pending):
         return _answered_table(pending, scratch)
-    answered = [i for i, rows in enumerate(pending.inputs) if _has_rows(rows)]
+    answered = [i for i, entry in enumerate(pending.entries) if _answered(entry)]
     tables = []
     if answered:
         tables.append(_answered_table(pending.select(answered), scratch))
@@ -423,6 +448,11 @@ def _table(pending: _Pending, scratch: _Scratch | None = None) -> pa.Table:
 
 def _has_rows(inputs: Any) -> bool:
     return inputs is not None and bool(len(inputs))
+
+
+def _answered(entry: _Buffered) -> bool:
+    """Whether a buffered request has rows: its own, or its batch's."""
+    return entry[_BATCH] is not None or _has_rows(entry[_INPUTS])
 
 
 def _meta_table(pending: _Pending) -> pa.Table:
@@ -468,12 +498,18 @@ def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
     import pandas as pd
 
     columns = _meta_columns(pending)
+    batched = _from_batches(pending, scratch)
+    if batched is not None:  # every request's rows and outputs are its batch's
+        stacked, prediction, probability = batched
+        _input_columns(columns, stacked)
+        columns["out.prediction"] = _numeric(prediction, with_nan=True)
+        if probability is not None:
+            columns["out.probability"] = _numeric(probability, with_nan=True)
+        return _required_table(columns)
+    pending = _unbatched(pending)
     block = _uniform_block(pending.inputs, pending.columns, scratch)
     if block is not None:  # one array for every request: no frame per request
-        names, values = block
-        with_nan = _with_nan(values)
-        for j, name in enumerate(names):  # columns of the Fortran-ordered block: contiguous
-            columns[f"in.{name}"] = _numeric(values[:, j], with_nan=bool(with_nan[j]))
+        _input_columns(columns, block)
     else:
         frames = [_frame(i, c) for i, c in zip(pending.inputs, pending.columns, strict=True)]
         inputs = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -490,6 +526,81 @@ def _answered_table(pending: _Pending, scratch: _Scratch | None) -> pa.Table:
     if _none_missing(probas):
         columns["out.probability"] = _numeric(_outputs(probas, _probability), with_nan=True)
     return _required_table(columns)
+
+
+def _input_columns(columns: dict[str, pa.Array], block: tuple[list[str], np.ndarray]) -> None:
+    """Add the ``in.`` columns of a Fortran-ordered block to ``columns``."""
+    names, values = block
+    with_nan = _with_nan(values)
+    for j, name in enumerate(names):  # columns of the Fortran-ordered block: contiguous
+        columns[f"in.{name}"] = _numeric(values[:, j], with_nan=bool(with_nan[j]))
+
+
+def _from_batches(
+    pending: _Pending, scratch: _Scratch | None
+) -> tuple[tuple[list[str], np.ndarray], np.ndarray, np.ndarray | None] | None:
+    """The inputs, predictions and probabilities of requests that all came in batches.
+
+    Each batch is stacked once, however many of its requests were captured (about
+    a tenth as many arrays as requests, under load), and each request's rows are
+    picked out by one index where they are not simply every row of every batch in
+    order. None when a request brought its own rows, or the batches differ in
+    layout: the writer then takes each request's rows (`_unbatched`).
+    """
+    batches = pending.batches
+    if not _none_missing(batches):
+        return None
+    unique = list(dict.fromkeys(batches))
+    parts = [batch.rows for batch in unique]
+    first = parts[0]
+    names_of = pending.columns[0]
+    if pending.columns.count(names_of) != len(pending.columns):
+        return None
+    if set(map(type, parts)) != {np.ndarray} or first.dtype.kind not in "biuf":
+        return None
+    if set(map(_dtype, parts)) != {first.dtype} or set(map(_ndim, parts)) != {2}:
+        return None
+    if set(map(_width, map(_shape, parts))) != {first.shape[1]}:
+        return None
+    probas = [batch.proba for batch in unique]
+    with_proba = _none_missing(probas)
+    if not with_proba and any(map(is_not, probas, repeat(None))):
+        return None
+    block = _stack(parts, scratch)
+    prediction = _outputs([batch.predict for batch in unique], _flat)
+    probability = _outputs(probas, _probability) if with_proba else None
+    lengths = np.fromiter(map(len, parts), np.int64, len(parts))
+    position = {batch: i for i, batch in enumerate(unique)}
+    which = np.fromiter(map(position.__getitem__, batches), np.int64, len(batches))
+    starts = (np.cumsum(lengths) - lengths)[which] + np.asarray(pending.starts, np.int64)
+    sizes = np.asarray(pending.sizes, np.int64)
+    ends = np.cumsum(sizes)
+    if ends[-1] != len(block) or not np.array_equal(starts, ends - sizes):
+        # Not every row of every batch, in order (a request dropped, a batch split
+        # across flushes, or answers recorded out of order): pick each request's.
+        index = np.repeat(starts - (ends - sizes), sizes) + np.arange(ends[-1])
+        block = np.asfortranarray(block[index])
+        prediction = prediction[index]
+        probability = None if probability is None else probability[index]
+    width = first.shape[1]
+    names = list(names_of) if len(names_of) == width else [str(i) for i in range(width)]
+    return (names, block), prediction, probability
+
+
+def _unbatched(pending: _Pending) -> _Pending:
+    """``pending`` with each request's own rows and outputs, sliced from its batch."""
+    if all(map(is_, pending.batches, repeat(None))):
+        return pending
+    entries = []
+    for entry in pending.entries:
+        batch = entry[_BATCH]
+        if batch is not None:
+            start, end = entry[_BATCH + 1], entry[_BATCH + 1] + entry[_ROWS]
+            proba = None if batch.proba is None else batch.proba[start:end]
+            own = (batch.rows[start:end], entry[_INPUTS + 1], batch.predict[start:end], proba)
+            entry = (*entry[:_INPUTS], *own, None, 0, entry[_ROWS])
+        entries.append(entry)
+    return _Pending(entries)
 
 
 def _with_nan(values: np.ndarray) -> np.ndarray:
