@@ -415,6 +415,14 @@ def _check(by_id, rid: str, batch: Batch, start: int, rows: int) -> None:
     np.testing.assert_array_equal([r["out.probability"] for r in got], expected)
 
 
+def _check_spans(store, spans: list[tuple[str, Batch, int, int]]) -> None:
+    """Each request's rows in the log are its span of its batch, and nothing else is."""
+    by_id = _written(store)
+    for rid, batch, start, rows in spans:
+        _check(by_id, rid, batch, start, rows)
+    assert read_capture(store, "cancer").num_rows == sum(rows for *_, rows in spans)
+
+
 def test_requests_of_a_batch_are_buffered_as_the_batch_and_written_row_for_row(store):
     writer = CaptureWriter(store)
     first, second = _batch(6, seed=1), _batch(2, seed=2)
@@ -425,10 +433,7 @@ def test_requests_of_a_batch_are_buffered_as_the_batch_and_written_row_for_row(s
     assert [entry[_BATCH] for entry in writer._entries] == [first, first, first, second]
     assert {entry[_INPUTS] is None for entry in writer._entries} == {True}
     writer.close()
-    by_id = _written(store)
-    for rid, batch, start, rows in spans:
-        _check(by_id, rid, batch, start, rows)
-    assert read_capture(store, "cancer").num_rows == 8
+    _check_spans(store, spans)
 
 
 def test_requests_of_batches_out_of_order_or_missing_get_their_own_rows(store):
@@ -442,10 +447,7 @@ def test_requests_of_batches_out_of_order_or_missing_get_their_own_rows(store):
     writer.flush()
     _from_batch(writer, *spans[3])
     writer.close()
-    by_id = _written(store)
-    for rid, batch, start, rows in spans:
-        _check(by_id, rid, batch, start, rows)
-    assert read_capture(store, "cancer").num_rows == 8
+    _check_spans(store, spans)
 
 
 def test_a_flush_with_requests_from_batches_and_with_their_own_rows(store):

@@ -164,6 +164,11 @@ def test_a_model_that_needs_column_names_gets_a_frame(registry, numeric):
     lean = rows_array(X.head(3).values.tolist(), registry.load_model("named/1").signature)
     assert lean is not None
     assert np.allclose(predictor.predict([lean.array], False)[0], model.predict(X.head(3)))
+    # Rows that go to the model as a frame are not handed back as stacked rows.
+    rows, pred, proba = predictor.predict_batch([X.head(3).to_numpy()], False)
+    assert rows is None
+    assert proba is None
+    assert np.allclose(pred, model.predict(X.head(3)))
 
 
 def test_a_batch_comes_back_with_its_rows_only_when_they_were_taken_as_they_came(registry, numeric):
@@ -188,15 +193,3 @@ def test_a_batch_comes_back_with_its_rows_only_when_they_were_taken_as_they_came
     assert rows is None
     as_floats = pd.DataFrame(ints.astype(float), columns=X.columns)
     assert pred.tolist() == model.predict(as_floats).tolist()
-
-
-def test_a_model_that_needs_a_frame_gives_no_stacked_rows(registry, numeric):
-    X, y = numeric
-    by_name = ColumnTransformer([("s", StandardScaler(), ["b", "a"])])
-    model = make_pipeline(by_name, LinearRegression()).fit(X, y)
-    registry.register_model("framed", model, X.head(10))
-    predictor = Predictor(registry.load_model("framed/1"), onnx=False)
-    rows, pred, proba = predictor.predict_batch([X.head(3).to_numpy()], False)
-    assert rows is None
-    assert proba is None
-    assert np.allclose(pred, model.predict(X.head(3)))
